@@ -1,0 +1,185 @@
+"""Workflow configuration: validation against the schema, session lists and the leakage guard."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "EID_PATTERN",
+    "ConfigError",
+    "read_eid_list",
+    "check_no_leakage",
+    "session_lists",
+    "one_settings",
+    "binning_params",
+    "simulation_config",
+    "validate_config",
+    "SCHEMA_PATH",
+]
+
+EID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is inconsistent; the message names the key and the fix."""
+
+
+def read_eid_list(value: str | list[str] | None, key: str, base_dir: Path | None = None) -> list[str]:
+    """Session ids from a YAML list or from a text file (one eid per line, '#' comments).
+
+    Raises
+    ------
+    ConfigError
+        If the file does not exist, an entry is not a UUID, or an eid is listed twice.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        path = Path(value)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if not path.exists():
+            raise ConfigError(f"{key}: eid list file {path} does not exist; give an existing file or a YAML list")
+        lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+        eids = [line for line in lines if line]
+    else:
+        eids = [str(e).strip() for e in value]
+    bad = [e for e in eids if not EID_PATTERN.match(e)]
+    if bad:
+        raise ConfigError(f"{key}: {bad[:3]} are not ONE session ids (lower-case UUIDs); fix the list")
+    dupes = sorted({e for e in eids if eids.count(e) > 1})
+    if dupes:
+        raise ConfigError(f"{key}: {dupes[:3]} listed more than once; remove the duplicates")
+    return eids
+
+
+def check_no_leakage(pretrain: list[str], heldout: list[str]) -> None:
+    """Refuse a configuration in which a held-out session is also a pretraining session."""
+    overlap = sorted(set(pretrain) & set(heldout))
+    if overlap:
+        raise ConfigError(
+            f"{len(overlap)} held-out session(s) also appear in the pretraining list (e.g. {overlap[0]}): "
+            "a held-out animal must never be seen in pretraining; remove it from data.pretrain_eids"
+        )
+
+
+def session_lists(config: dict[str, Any], base_dir: Path | None = None) -> tuple[list[str], list[str]]:
+    """(pretraining eids, held-out eids) of a validated config, after the leakage guard.
+
+    No I/O beyond reading list files: for simulated data the eids derive from the seed.
+    """
+    data = config["data"]
+    if data["source"] == "simulated":
+        from neds.simulate import session_eids
+
+        sim = config["simulation"]
+        eids = session_eids(sim["seed"], sim["n_pretrain_sessions"] + sim["n_heldout_sessions"])
+        pretrain, heldout = eids[: sim["n_pretrain_sessions"]], eids[sim["n_pretrain_sessions"] :]
+    else:
+        pretrain = read_eid_list(data.get("pretrain_eids"), "data.pretrain_eids", base_dir)
+        heldout = read_eid_list(data.get("heldout_eids"), "data.heldout_eids", base_dir)
+        if not pretrain and not heldout:
+            raise ConfigError("data.source is 'ibl' but data.pretrain_eids and data.heldout_eids are empty; list sessions")
+    check_no_leakage(pretrain, heldout)
+    return pretrain, heldout
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate (and fill defaults into) a config dict with the workflow's JSON schema.
+
+    Also checks the cross-key rules the schema cannot express. Returns the same dict.
+    """
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    _fill_defaults(config, schema)
+    try:
+        jsonschema.validate(config, schema)
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise ConfigError(f"config key {where}: {exc.message}") from None
+    check_consistency(config)
+    return config
+
+
+def _fill_defaults(config: dict, schema: dict) -> None:
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = _copy(sub["default"])
+        if isinstance(config.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(config[key], sub)
+
+
+def _copy(value):
+    import copy
+
+    return copy.deepcopy(value)
+
+
+def check_consistency(config: dict[str, Any]) -> None:
+    """Rules across keys: ranges ordered, the simulated cache where the simulation writes it."""
+    from neds.data.binning import n_bins_for
+
+    b = config["binning"]
+    try:
+        n_bins_for(tuple(b["window_s"]), b["bin_size_s"])
+    except ValueError as exc:
+        raise ConfigError(f"binning: {exc}") from None
+    if abs(sum(b["split_fractions"]) - 1.0) > 1e-6:
+        raise ConfigError(f"binning.split_fractions {b['split_fractions']} must sum to 1")
+    if config["data"]["source"] == "simulated":
+        sim = config["simulation"]
+        for key in ("n_units", "n_trials", "n_probes"):
+            if sim[key][0] > sim[key][1]:
+                raise ConfigError(f"simulation.{key} {sim[key]} must be [min, max] with min <= max")
+        n = sim["n_pretrain_sessions"] + sim["n_heldout_sessions"]
+        for entry in sim["missing_datasets"]:
+            if entry["session"] >= n:
+                raise ConfigError(
+                    f"simulation.missing_datasets names session {entry['session']}, but only {n} are simulated"
+                )
+        expected = (Path(sim["output_dir"]) / "one_cache").as_posix()
+        if config["data"]["one"]["mode"] != "local" or Path(config["data"]["one"]["cache_dir"]).as_posix() != expected:
+            raise ConfigError(
+                f"data.source simulated reads the simulated ONE cache: set data.one.mode: local and "
+                f"data.one.cache_dir: {expected}"
+            )
+
+
+def one_settings(config: dict[str, Any]):
+    """:class:`neds.io.ibl.OneSettings` from ``config['data']['one']``."""
+    from neds.io.ibl import OneSettings
+
+    return OneSettings(**config["data"]["one"])
+
+
+def binning_params(config: dict[str, Any]):
+    """:class:`neds.data.session.BinningParams` from ``config['binning']``."""
+    from neds.data.session import BinningParams
+
+    b = dict(config["binning"])
+    b["window_s"] = tuple(b["window_s"])
+    b["split_fractions"] = tuple(b["split_fractions"])
+    return BinningParams(**b)
+
+
+def simulation_config(config: dict[str, Any]):
+    """:class:`neds.simulate.SimulationConfig` from ``config['simulation']`` and the binning window."""
+    from neds.simulate import SimulationConfig
+
+    sim = config["simulation"]
+    return SimulationConfig(
+        n_pretrain_sessions=sim["n_pretrain_sessions"],
+        n_heldout_sessions=sim["n_heldout_sessions"],
+        n_units=tuple(sim["n_units"]),
+        n_trials=tuple(sim["n_trials"]),
+        n_probes=tuple(sim["n_probes"]),
+        seed=sim["seed"],
+        missing_datasets={e["session"]: tuple(e["datasets"]) for e in sim["missing_datasets"]},
+        bin_size_s=config["binning"]["bin_size_s"],
+        window_s=tuple(config["binning"]["window_s"]),
+    )

@@ -1,0 +1,1 @@
+"""Data preparation: trial exclusion, binning, splits (``neds.data``)."""

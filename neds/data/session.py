@@ -1,0 +1,229 @@
+"""From one loaded session to the binned, self-describing xarray dataset stored in Zarr."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from neds import __version__
+from neds.data.binning import bin_centres, bin_spikes, n_bins_for, sample_behaviour
+from neds.data.trials import (
+    TrialCriteria,
+    encode_block,
+    encode_choice,
+    minmax_scale,
+    trial_exclusion,
+    trial_split,
+)
+from neds.io.ibl import RawSession
+
+__all__ = ["BinningParams", "BinnedSession", "bin_session", "TRIAL_EVENT_COORDS"]
+
+# trial-table columns stored as coordinates on the `trial` dim
+TRIAL_EVENT_COORDS = (
+    "stimOn_times",
+    "goCue_times",
+    "firstMovement_times",
+    "feedback_times",
+    "choice",
+    "feedbackType",
+    "probabilityLeft",
+    "contrastLeft",
+    "contrastRight",
+)
+BEHAVIOURS = ("wheel_speed", "whisker_motion_energy")
+
+
+@dataclass(frozen=True)
+class BinningParams:
+    """Settings of the binning stage (config section ``binning``)."""
+
+    bin_size_s: float = 0.02
+    window_s: tuple[float, float] = (-0.5, 1.5)
+    align_event: str = "stimOn_times"
+    min_firing_rate_hz: float = 2.0
+    max_nan_behaviour_fraction: float = 0.3
+    min_trials: int = 50
+    min_units: int = 1
+    min_reaction_time_s: float = 0.0
+    max_reaction_time_s: float = 10.0
+    max_feedback_delay_s: float = 10.0
+    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    split_seed: int = 42
+
+    def __post_init__(self) -> None:
+        n_bins_for(self.window_s, self.bin_size_s)  # validates the window
+
+
+@dataclass
+class BinnedSession:
+    """Result of :func:`bin_session`.
+
+    dataset : the binned xarray dataset, or None if the session is unusable
+    status : one row of ``sessions.tsv`` (eid, usable, reason, counts)
+    dropped : DataFrame of dropped trials and units: kind ('trial'|'unit'), id, reason
+    """
+
+    dataset: xr.Dataset | None
+    status: dict
+    dropped: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _reasons(fail: pd.DataFrame) -> np.ndarray:
+    """Per row, the names of the failed rules joined by ';' ('' if none)."""
+    names = np.asarray(fail.columns, dtype=object)
+    return np.array([";".join(names[row]) for row in fail.to_numpy(dtype=bool)], dtype=object)
+
+
+def bin_session(raw: RawSession, params: BinningParams, source: str = "") -> BinnedSession:
+    """Apply trial exclusion, bin spikes and behaviour, filter units, scale and split.
+
+    Steps (REFERENCE.md, Data): trials failing any exclusion rule are dropped; each continuous
+    behaviour is sampled at the bin centres; a behaviour that is missing, or NaN on at least
+    ``max_nan_behaviour_fraction`` of the valid trials, makes the session unusable, otherwise the
+    trials with NaN behaviour are dropped; units whose mean rate over the kept trial windows is
+    not above ``min_firing_rate_hz`` are dropped; wheel speed and whisker motion energy are
+    min-max scaled to [0, 1] over the kept trials; kept trials are split train/val/test from
+    (eid, split_seed).
+
+    Returns
+    -------
+    BinnedSession
+        ``dataset`` holds ``spikes`` (trial, time, unit) uint16 counts, ``wheel_speed`` and
+        ``whisker_motion_energy`` (trial, time) float32 in [0, 1], ``choice`` (trial) int8 in
+        {0, 1} and ``block`` (trial) int8 in {0, 1, 2}, with unit and trial coordinates and
+        provenance attrs.
+    """
+    trials = raw.trials
+    n_all = len(trials)
+    status = {
+        "eid": raw.eid,
+        "usable": False,
+        "reason": "",
+        "n_trials_total": n_all,
+        "n_trials_kept": 0,
+        "n_units_total": int(len(raw.units)),
+        "n_units_kept": 0,
+        "source": source,
+        "whisker_source": raw.whisker_source,
+    }
+    dropped_rows: list[dict] = []
+    criteria = TrialCriteria(params.min_reaction_time_s, params.max_reaction_time_s, params.max_feedback_delay_s)
+    fail = trial_exclusion(trials, criteria)
+    align = trials[params.align_event].to_numpy(float) if params.align_event in trials else None
+    if align is None:
+        raise KeyError(f"align_event {params.align_event!r} is not a trials column; fix binning.align_event")
+
+    unusable = [reason for reason in raw.missing.values()]
+    behaviour: dict[str, np.ndarray] = {}
+    task_ok = ~fail.any(axis=1).to_numpy()
+    sources = {
+        "wheel_speed": (raw.wheel, "times", "velocity", np.abs),
+        "whisker_motion_energy": (raw.whisker, "times", "motion_energy", None),
+    }
+    safe_align = np.where(np.isfinite(align), align, 0.0)
+    for name, (df, tcol, vcol, transform) in sources.items():
+        if df is None:
+            continue
+        values = df[vcol].to_numpy(float)
+        values = transform(values) if transform is not None else values
+        sampled = sample_behaviour(df[tcol].to_numpy(float), values, safe_align, params.window_s, params.bin_size_s)
+        nan_trial = np.isnan(sampled).any(axis=1)
+        frac = float(nan_trial[task_ok].mean()) if task_ok.any() else 1.0
+        if frac >= params.max_nan_behaviour_fraction:
+            unusable.append(
+                f"{name} is NaN on {frac:.0%} of valid trials (limit {params.max_nan_behaviour_fraction:.0%})"
+            )
+        fail[f"nan_{name}"] = nan_trial
+        behaviour[name] = sampled
+
+    keep = ~fail.any(axis=1).to_numpy()
+    reasons = _reasons(fail)
+    for i in np.flatnonzero(~keep):
+        dropped_rows.append({"kind": "trial", "id": int(i), "reason": reasons[i]})
+    n_kept = int(keep.sum())
+    status["n_trials_kept"] = n_kept
+    if n_kept < params.min_trials:
+        unusable.append(f"{n_kept} usable trials, fewer than binning.min_trials = {params.min_trials}")
+    if unusable:
+        status["reason"] = "; ".join(unusable)
+        return BinnedSession(None, status, pd.DataFrame(dropped_rows, columns=["kind", "id", "reason"]))
+
+    kept_idx = np.flatnonzero(keep)
+    counts = bin_spikes(
+        raw.spike_times, raw.spike_units, len(raw.units), align[kept_idx], params.window_s, params.bin_size_s
+    )  # (K, T, U)
+    duration = params.window_s[1] - params.window_s[0]
+    rates = counts.sum(axis=(0, 1), dtype=np.int64) / (n_kept * duration)  # (U,) Hz
+    unit_keep = rates > params.min_firing_rate_hz
+    for u in np.flatnonzero(~unit_keep):
+        unit = raw.units.iloc[u]
+        dropped_rows.append(
+            {
+                "kind": "unit",
+                "id": f"{unit['probe']}/{int(unit['cluster_id'])}",
+                "reason": f"mean rate {rates[u]:.3f} Hz <= {params.min_firing_rate_hz} Hz",
+            }
+        )
+    status["n_units_kept"] = int(unit_keep.sum())
+    dropped = pd.DataFrame(dropped_rows, columns=["kind", "id", "reason"])
+    if unit_keep.sum() < params.min_units:
+        status["reason"] = f"{int(unit_keep.sum())} units above {params.min_firing_rate_hz} Hz, fewer than binning.min_units = {params.min_units}"
+        return BinnedSession(None, status, dropped)
+
+    counts = counts[:, :, unit_keep]
+    units = raw.units.loc[unit_keep].reset_index(drop=True)
+    kept_trials = trials.iloc[kept_idx].reset_index(drop=True)
+    split = trial_split(raw.eid, params.split_seed, n_kept, params.split_fractions)
+    times = bin_centres(params.window_s, params.bin_size_s)
+
+    data_vars = {
+        "spikes": (("trial", "time", "unit"), counts, {"units": "spike count per bin"}),
+        "choice": (("trial",), encode_choice(kept_trials["choice"].to_numpy()), {"classes": "0: choice -1, 1: choice +1"}),
+        "block": (("trial",), encode_block(kept_trials["probabilityLeft"].to_numpy()), {"classes": "0: pLeft 0.2, 1: 0.5, 2: 0.8"}),
+    }
+    for name, sampled in behaviour.items():
+        scaled, lo, hi = minmax_scale(sampled[kept_idx])
+        data_vars[name] = (
+            ("trial", "time"),
+            scaled,
+            {"scale_min": lo, "scale_max": hi, "units": "min-max scaled to [0, 1] per session",
+             "raw_units": "rad/s (|wheel velocity|)" if name == "wheel_speed" else "a.u. (ROI motion energy)"},
+        )
+    coords = {
+        "trial": ("trial", kept_idx.astype(np.int64), {"description": "index in the session's ALF trials table"}),
+        "time": ("time", times, {"units": "s", "description": f"bin centre relative to {params.align_event}"}),
+        "unit": ("unit", np.arange(len(units), dtype=np.int64)),
+        "split": ("trial", split.astype(str)),
+        "unit_probe": ("unit", units["probe"].to_numpy(str)),
+        "unit_cluster_id": ("unit", units["cluster_id"].to_numpy(np.int64)),
+        "unit_uuid": ("unit", units["uuid"].to_numpy(str)),
+        "unit_region": ("unit", units["region"].to_numpy(str)),
+        "unit_allen_acronym": ("unit", units["allen_acronym"].to_numpy(str)),
+        "unit_depth_um": ("unit", units["depth_um"].to_numpy(np.float64)),
+        "unit_channel": ("unit", units["channel"].to_numpy(np.int64)),
+        "unit_firing_rate_hz": ("unit", rates[unit_keep].astype(np.float64)),
+    }
+    for col in TRIAL_EVENT_COORDS:
+        if col in kept_trials:
+            coords[f"trial_{col}"] = ("trial", kept_trials[col].to_numpy(np.float64))
+    attrs = {
+        "eid": raw.eid,
+        "source": source,
+        "session_path": raw.session_path,
+        "neds_version": __version__,
+        "whisker_source": raw.whisker_source,
+        "n_trials_total": n_all,
+        "n_trials_dropped": int(n_all - n_kept),
+        "trials_dropped_by_rule": {c: int(fail[c].sum()) for c in fail.columns},
+        "n_units_total": int(len(raw.units)),
+        "n_units_dropped": int((~unit_keep).sum()),
+        "units_dropped_reason": f"mean rate over kept trial windows <= {params.min_firing_rate_hz} Hz",
+        "binning": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()},
+    }
+    ds = xr.Dataset(data_vars=data_vars, coords=coords, attrs=attrs)
+    status["usable"] = True
+    return BinnedSession(ds, status, dropped)

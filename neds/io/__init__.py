@@ -1,0 +1,1 @@
+"""Input/output: ONE-api / ALF loading (``neds.io.ibl``) and Zarr stores (``neds.io.store``)."""

@@ -1,0 +1,47 @@
+# Config validation, the session lists, wildcard constraints and the input/param functions.
+from pathlib import Path
+
+from snakemake.utils import validate
+
+import neds
+from neds.config import check_consistency, session_lists
+
+
+validate(config, "../schemas/config.schema.yaml")
+check_consistency(config)
+
+PRETRAIN_EIDS, HELDOUT_EIDS = session_lists(config)  # raises on held-out/pretrain leakage
+ALL_EIDS = PRETRAIN_EIDS + HELDOUT_EIDS
+ROLES = {**{e: "pretrain" for e in PRETRAIN_EIDS}, **{e: "heldout" for e in HELDOUT_EIDS}}
+SIMULATED = config["data"]["source"] == "simulated"
+REMOTE = config["data"]["one"]["mode"] == "remote"
+SIM_DIR = config["simulation"]["output_dir"]
+NEDS_VERSION = neds.__version__
+
+
+wildcard_constraints:
+    eid=r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+
+
+def get_bin_session_input(wildcards):
+    """What bin_session needs before it can read a session through ONE."""
+    if SIMULATED:
+        return {"cache": f"{SIM_DIR}/one_cache"}
+    if REMOTE:
+        return {"download": f"resources/ibl/downloads/{wildcards.eid}.json"}
+    return {}
+
+
+def usable_sessions(role):
+    """Usable eids of a role ('pretrain' or 'heldout'), read from the summarize_sessions checkpoint."""
+    import pandas as pd
+
+    table = pd.read_csv(checkpoints.summarize_sessions.get().output.tsv, sep="\t")
+    return table.loc[table["usable"] & (table["role"] == role), "eid"].tolist()
+
+
+def get_final_outputs():
+    return [
+        "results/binned/sessions.tsv",
+        *expand("results/binned/{eid}.zarr", eid=ALL_EIDS),
+    ]

@@ -1,0 +1,13 @@
+"""summarize_sessions: per-session status files -> results/binned/sessions.tsv."""
+
+from neds.stages import log_to_file, run_summarize_sessions
+
+
+def main(snakemake):
+    log_to_file(snakemake.log[0])
+    table = run_summarize_sessions(snakemake.input.status, snakemake.params.roles, snakemake.output.tsv)
+    n_ok = int(table["usable"].sum())
+    print(f"{n_ok} of {len(table)} sessions usable; reasons for the others are in {snakemake.output.tsv}")
+
+
+main(snakemake)  # noqa: F821 (injected by Snakemake)
