@@ -11,9 +11,11 @@ import numpy as np
 
 __all__ = ["bin_edges", "bin_centres", "bin_spikes", "sample_behaviour", "n_bins_for", "is_sorted"]
 
-# Upper bound on the cells (trials x bins x units) of one bincount pass. Chunking over trials keeps
-# the int64 scratch array of bincount small (32 MiB) and in cache, and bounds peak memory.
-_MAX_CELLS_PER_PASS = 1 << 22
+# Upper bound on the cells (trials x bins x units) of one bincount pass: 2 MiB of int64 scratch.
+# Small, equal-sized passes stay in cache and let malloc reuse the same blocks; passes of tens of
+# MiB are mmapped and page-faulted anew each time, which costs more than the counting itself
+# (measured in bench/README.md).
+_MAX_CELLS_PER_PASS = 1 << 18
 
 
 def n_bins_for(window: tuple[float, float], bin_size: float) -> int:
