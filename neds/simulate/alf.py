@@ -11,12 +11,14 @@ Layout (read back unchanged by ``one.api.One(cache_dir=..., mode='local')`` and 
 The ONE tables are built here rather than with ``one.alf.cache.make_parquet_db``, which draws
 random (uuid1-based) session and dataset ids on every call and leaves empty hashes; ONE then
 compares the empty hash with the file's md5 on every load and logs "local md5 mismatch" for every
-dataset. Here ids are uuid5 (the eids of :func:`session_eids`), hashes are real md5 sums and the
+dataset. Here ids are name-based uuid3 (the eids of :func:`session_eids`; ONE accepts only UUID
+versions 3 and 4 as ids), hashes are real md5 sums and the
 ``default_revision`` column is set, as in the tables the IBL database serves.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import uuid
 from pathlib import Path
@@ -138,9 +140,17 @@ def write_ground_truth(session: SimulatedSession, config: SimulationConfig, grou
     return path
 
 
-def _dataset_records(cache_dir: Path, eid: str, rel_session_path: str) -> list[dict]:
+def _md5(path: Path) -> str:
+    """md5 hex digest of a file (as ``iblutil.io.hashfile.md5``, without its 256 MB buffer per call)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _dataset_records(cache_dir: Path, eid: str, rel_session_path: str, hash_files: bool) -> list[dict]:
     """One datasets-table record per ALF dataset in a session folder."""
-    from iblutil.io.hashfile import md5
     from one.alf.path import ALFPath
 
     session_path = ALFPath(cache_dir / rel_session_path)
@@ -150,10 +160,10 @@ def _dataset_records(cache_dir: Path, eid: str, rel_session_path: str) -> list[d
         records.append(
             {
                 "eid": eid,
-                "id": str(uuid.uuid5(uuid.UUID(eid), rel_path)),
+                "id": str(uuid.uuid3(uuid.UUID(eid), rel_path)),
                 "rel_path": rel_path,
                 "file_size": file.stat().st_size,
-                "hash": md5(file),
+                "hash": _md5(file) if hash_files else None,
                 "exists": True,
                 "qc": "NOT_SET",
                 "default_revision": True,
@@ -162,13 +172,17 @@ def _dataset_records(cache_dir: Path, eid: str, rel_session_path: str) -> list[d
     return records
 
 
-def build_one_cache(cache_dir: Path, sessions: dict[str, str], date_created: str | None = None) -> tuple[Path, Path]:
+def build_one_cache(
+    cache_dir: Path, sessions: dict[str, str], hash_files: bool = True, date_created: str | None = None
+) -> tuple[Path, Path]:
     """Write ``sessions.pqt`` and ``datasets.pqt`` into ``cache_dir`` for the given sessions.
 
     Parameters
     ----------
     cache_dir : ONE cache root
     sessions : eid -> session path relative to ``cache_dir`` ('<lab>/Subjects/<subject>/<date>/<NNN>')
+    hash_files : store md5 sums (ONE then verifies every file it loads against them); False stores
+        None, which ONE skips
     date_created : 'YYYY-MM-DD HH:MM' stored in the table metadata (ONE requires the key); defaults
         to the latest session date so that the same sessions give byte-identical tables.
 
@@ -197,7 +211,7 @@ def build_one_cache(cache_dir: Path, sessions: dict[str, str], date_created: str
                 "projects": PROJECT,
             }
         )
-        dset_rows += _dataset_records(cache_dir, eid, rel)
+        dset_rows += _dataset_records(cache_dir, eid, rel, hash_files)
     df_ses = pd.DataFrame(ses_rows, columns=list(SESSIONS_COLUMNS)).astype(SESSIONS_COLUMNS).set_index("id").sort_index()
     dtypes = {**DATASETS_COLUMNS, "qc": QC_TYPE, "default_revision": bool}
     df_dsets = (

@@ -80,7 +80,7 @@ CAMERA_FS = 60.0  # Hz
 NOGO_TIMEOUT_S = 60.0
 N_UNBIASED_TRIALS = 90
 MAX_RATE_HZ = 250.0
-_EID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/neds/simulate")
+_EID_NAMESPACE = uuid.uuid3(uuid.NAMESPACE_URL, "https://github.com/neds/simulate")
 _BASE_DATE = _dt.date(2022, 1, 3)
 
 # Allen CCF 2017 (sub)structures on the probe, from the tip upwards within each region:
@@ -196,9 +196,9 @@ REGION_TEMPLATES: dict[str, RegionTemplate] = {
     "PO": RegionTemplate(
         base_rate_hz=7.0, base_rate_log_sd=0.6, stim_latency_s=0.045, stim_tau_s=0.04,
         w_stim=(0.25, 0.25), w_contra=(0.1, 0.15),
-        move_peak_s=0.03, move_sd_pre_s=0.2, move_sd_post_s=0.2, w_move=(0.5, 0.3), w_choice=(0.1, 0.15),
+        move_peak_s=0.03, move_sd_pre_s=0.2, move_sd_post_s=0.2, w_move=(0.35, 0.3), w_choice=(0.1, 0.15),
         fb_latency_s=0.05, fb_tau_s=0.1, w_feedback=(0.2, 0.2), w_reward=(0.05, 0.1),
-        w_block=(0.05, 0.1), w_speed=(0.3, 0.2), w_whisk=(0.5, 0.25),
+        w_block=(0.05, 0.1), w_speed=(0.2, 0.2), w_whisk=(0.5, 0.25),
         kappa_block=(0.1, 0.1), a_move=(0.2, 0.1), latent_sd=0.3, density=1.0,
     ),
 }
@@ -337,14 +337,15 @@ class SimulatedSession:
 
 
 def session_eids(seed: int, n_sessions: int) -> list[str]:
-    """Session ids of a simulation: uuid5 strings of (seed, index), index 0..n_sessions-1.
+    """Session ids of a simulation: name-based UUID strings of (seed, index), index 0..n_sessions-1.
 
     Pure and deterministic; indices below ``n_pretrain_sessions`` are pretraining sessions,
-    the rest held out.
+    the rest held out. The ids are version-3 (MD5) UUIDs: ONE accepts only versions 3 and 4 as
+    session ids (``one.alf.spec.is_uuid``; ``One.eid2path`` raises on a version-5 UUID).
     """
     if n_sessions < 0:
         raise ValueError(f"n_sessions={n_sessions} must be >= 0")
-    return [str(uuid.uuid5(_EID_NAMESPACE, f"seed={int(seed)}/session={i}")) for i in range(n_sessions)]
+    return [str(uuid.uuid3(_EID_NAMESPACE, f"seed={int(seed)}/session={i}")) for i in range(n_sessions)]
 
 
 def session_role(config: SimulationConfig, index: int) -> str:
@@ -926,7 +927,7 @@ def simulate_session(config: SimulationConfig, index: int, eid: str | None = Non
     unit_probe_a = np.array(unit_probe)
     unit_cluster_a = np.concatenate(unit_cluster)
     unit_depth_a = np.concatenate(unit_depth)
-    unit_uuid = np.array([str(uuid.uuid5(uuid.UUID(eid), f"{p}/cluster={c}")) for p, c in zip(unit_probe_a, unit_cluster_a)])
+    unit_uuid = np.array([str(uuid.uuid3(uuid.UUID(eid), f"{p}/cluster={c}")) for p, c in zip(unit_probe_a, unit_cluster_a)])
     probes = []
     for p, channels in enumerate(probes_channels):
         name = f"probe{p:02d}"

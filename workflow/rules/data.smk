@@ -16,6 +16,8 @@ if SIMULATED:
             "logs/simulate_sessions.log",
         benchmark:
             "benchmarks/simulate_sessions.tsv"
+        conda:
+            "../envs/neds.yaml"
         threads: 1
         resources:
             mem_mb=4000,
@@ -35,6 +37,8 @@ if REMOTE:
             "logs/download_session/{eid}.log",
         benchmark:
             "benchmarks/download_session/{eid}.tsv"
+        conda:
+            "../envs/neds.yaml"
         retries: 2
         threads: 1
         resources:
@@ -60,6 +64,8 @@ rule bin_session:
         "logs/bin_session/{eid}.log",
     benchmark:
         "benchmarks/bin_session/{eid}.tsv"
+    conda:
+        "../envs/neds.yaml"
     threads: 1
     resources:
         mem_mb=8000,
@@ -79,6 +85,8 @@ checkpoint summarize_sessions:
         "logs/summarize_sessions.log",
     benchmark:
         "benchmarks/summarize_sessions.tsv"
+    conda:
+        "../envs/neds.yaml"
     localrule: True
     threads: 1
     resources:

@@ -1,0 +1,93 @@
+"""Config schema, session lists and the leakage guard."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from neds.config import ConfigError, check_no_leakage, read_eid_list, session_lists, validate_config
+
+ROOT = Path(__file__).resolve().parent.parent
+EID_A = "754b74d5-7a06-4004-ae0c-72a10b6ed2e6"
+EID_B = "d23a44ef-1402-4ed7-97f5-47e9a7a504d9"
+
+
+def default_config():
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_default_config_validates_and_gets_defaults():
+    cfg = validate_config(default_config())
+    assert cfg["binning"]["min_units"] == 1  # filled from the schema
+    assert cfg["data"]["one"]["max_retries"] == 5
+
+
+def test_ibl_example_config_validates():
+    cfg = validate_config(yaml.safe_load((ROOT / "config" / "ibl_example.yaml").read_text()))
+    pretrain, heldout = session_lists(cfg, base_dir=ROOT)
+    assert len(pretrain) == 74 and len(heldout) == 10
+
+
+@pytest.mark.parametrize(
+    "path,value,match",
+    [
+        (("binning", "bin_size_s"), "fast", "binning.bin_size_s"),
+        (("binning", "min_trials"), 2.5, "binning.min_trials"),
+        (("data", "source"), "allen", "data.source"),
+        (("simulation", "n_units"), [10], "simulation.n_units"),
+        (("binning", "unknown_key"), 1, "unknown_key"),
+    ],
+)
+def test_wrong_types_are_named(path, value, match):
+    cfg = default_config()
+    cfg[path[0]][path[1]] = value
+    with pytest.raises(ConfigError, match=match):
+        validate_config(cfg)
+
+
+def test_cross_key_rules():
+    cfg = default_config()
+    cfg["binning"]["window_s"] = [-0.5, 1.51]
+    with pytest.raises(ConfigError, match="multiple"):
+        validate_config(cfg)
+    cfg = default_config()
+    cfg["data"]["one"]["cache_dir"] = "elsewhere"
+    with pytest.raises(ConfigError, match="cache_dir"):
+        validate_config(cfg)
+    cfg = default_config()
+    cfg["simulation"]["missing_datasets"] = [{"session": 99, "datasets": ["motion_energy"]}]
+    with pytest.raises(ConfigError, match="session 99"):
+        validate_config(cfg)
+
+
+def test_leakage_guard():
+    check_no_leakage([EID_A], [EID_B])
+    with pytest.raises(ConfigError, match="held-out"):
+        check_no_leakage([EID_A, EID_B], [EID_B])
+    cfg = validate_config(
+        {"data": {"source": "ibl", "pretrain_eids": [EID_A, EID_B], "heldout_eids": [EID_B], "one": {"cache_dir": "x"}}}
+    )
+    with pytest.raises(ConfigError, match="held-out"):
+        session_lists(cfg)
+
+
+def test_eid_list_file(tmp_path):
+    f = tmp_path / "eids.txt"
+    f.write_text(f"# pretraining\n{EID_A}\n\n{EID_B}  # a comment\n")
+    assert read_eid_list(str(f), "k") == [EID_A, EID_B]
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_eid_list(str(tmp_path / "nope.txt"), "k")
+    with pytest.raises(ConfigError, match="not ONE session ids"):
+        read_eid_list(["not-an-eid"], "k")
+    with pytest.raises(ConfigError, match="more than once"):
+        read_eid_list([EID_A, EID_A], "k")
+
+
+def test_simulated_sessions_are_split_and_disjoint():
+    cfg = validate_config(default_config())
+    pretrain, heldout = session_lists(cfg)
+    assert len(pretrain) == 4 and len(heldout) == 2
+    assert not set(pretrain) & set(heldout)
+    again = session_lists(validate_config(copy.deepcopy(default_config())))
+    assert again == (pretrain, heldout)
