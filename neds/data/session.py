@@ -19,6 +19,7 @@ from neds.data.trials import (
     trial_split,
 )
 from neds.io.ibl import RawSession
+from neds.io.store import text_array
 
 __all__ = ["BinningParams", "BinnedSession", "bin_session", "TRIAL_EVENT_COORDS"]
 
@@ -197,12 +198,12 @@ def bin_session(raw: RawSession, params: BinningParams, source: str = "") -> Bin
         "trial": ("trial", kept_idx.astype(np.int64), {"description": "index in the session's ALF trials table"}),
         "time": ("time", times, {"units": "s", "description": f"bin centre relative to {params.align_event}"}),
         "unit": ("unit", np.arange(len(units), dtype=np.int64)),
-        "split": ("trial", split.astype(str)),
-        "unit_probe": ("unit", units["probe"].to_numpy(str)),
+        "split": ("trial", text_array(split)),
+        "unit_probe": ("unit", text_array(units["probe"])),
         "unit_cluster_id": ("unit", units["cluster_id"].to_numpy(np.int64)),
-        "unit_uuid": ("unit", units["uuid"].to_numpy(str)),
-        "unit_region": ("unit", units["region"].to_numpy(str)),
-        "unit_allen_acronym": ("unit", units["allen_acronym"].to_numpy(str)),
+        "unit_uuid": ("unit", text_array(units["uuid"])),
+        "unit_region": ("unit", text_array(units["region"])),
+        "unit_allen_acronym": ("unit", text_array(units["allen_acronym"])),
         "unit_depth_um": ("unit", units["depth_um"].to_numpy(np.float64)),
         "unit_channel": ("unit", units["channel"].to_numpy(np.int64)),
         "unit_firing_rate_hz": ("unit", rates[unit_keep].astype(np.float64)),

@@ -33,6 +33,16 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 IBL_PUBLIC_URL = "https://openalyx.internationalbrainlab.org"
+# trials attributes the binning stage reads
+TRIAL_FIELDS = (
+    "stimOn_times",
+    "goCue_times",
+    "firstMovement_times",
+    "feedback_times",
+    "choice",
+    "feedbackType",
+    "probabilityLeft",
+)
 
 
 class SessionNotFoundError(LookupError):
@@ -219,7 +229,8 @@ def _load_probe(one, eid: str, probe: str, settings: OneSettings, atlas) -> tupl
         {
             "probe": probe,
             "cluster_id": cluster_ids,
-            "uuid": (np.asarray(uuids["uuids"], dtype=str) if uuids is not None else np.array([""] * n_clusters)),
+            # ONE reads the one-column clusters.uuids.csv as a Series of uuid strings
+            "uuid": (np.asarray(uuids, dtype=str) if uuids is not None else np.array([""] * n_clusters)),
             "channel": chan,
             "depth_um": np.asarray(clusters.get("depths", np.full(n_clusters, np.nan)), dtype=np.float64),
             "allen_id": allen_ids,
@@ -302,6 +313,12 @@ def load_session(one, eid: str, settings: OneSettings = OneSettings(), atlas=Non
             f"{eid}: could not read the trials object ({type(exc).__name__}: {exc}); the _ibl_trials.* files "
             f"under {session_path}/alf are missing or corrupt: delete and re-download them"
         ) from exc
+    absent = [c for c in TRIAL_FIELDS if c not in loader.trials.columns]
+    if absent:
+        raise DatasetError(
+            f"{eid}: the trials object lacks {absent} (_ibl_trials.<name>.npy under {session_path}/alf); "
+            "re-download the session, or remove it from the session list"
+        )
     missing: dict[str, str] = {}
     wheel = None
     try:

@@ -6,12 +6,14 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["write_zarr", "open_binned", "is_usable", "write_unusable", "SESSION_COLUMNS", "write_table"]
+__all__ = ["text_array", "open_zarr", "write_zarr", "open_binned", "is_usable", "write_unusable", "SESSION_COLUMNS", "write_table"]
 
 SESSION_COLUMNS = (
     "eid",
@@ -25,6 +27,20 @@ SESSION_COLUMNS = (
     "source",
     "whisker_source",
 )
+
+
+def text_array(values) -> np.ndarray:
+    """Variable-length strings (numpy StringDType), which Zarr v3 stores with a stable spec;
+    fixed-width ``<U`` text has none (zarr's UnstableSpecificationWarning)."""
+    return np.asarray([str(v) for v in values], dtype=np.dtypes.StringDType())
+
+
+def open_zarr(path: str | Path) -> xr.Dataset:
+    """Open a Zarr store lazily. Snakemake leaves a ``.snakemake_timestamp`` file inside directory
+    outputs; zarr warns about it, and the warning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*snakemake_timestamp.*")
+        return xr.open_zarr(path, consolidated=False)
 
 
 def _atomic_dir_write(path: Path, write) -> None:
@@ -63,7 +79,7 @@ def write_unusable(path: str | Path, status: dict) -> None:
 
 def is_usable(path: str | Path) -> bool:
     """Whether a binned store holds data (False for the marker of an unusable session)."""
-    return bool(xr.open_zarr(path, consolidated=False).attrs.get("usable", True))
+    return bool(open_zarr(path).attrs.get("usable", True))
 
 
 def open_binned(path: str | Path, load: bool = True) -> xr.Dataset:
@@ -74,7 +90,7 @@ def open_binned(path: str | Path, load: bool = True) -> xr.Dataset:
     ValueError
         If the store marks an unusable session (its attrs give the reason).
     """
-    ds = xr.open_zarr(path, consolidated=False)
+    ds = open_zarr(path)
     if not ds.attrs.get("usable", True):
         raise ValueError(f"{path} marks an unusable session: {ds.attrs.get('reason')}; use only usable sessions")
     return ds.load() if load else ds

@@ -5,7 +5,13 @@
 loaders read them unchanged, and the exact expected spike counts beside them.
 """
 
-from neds.simulate.alf import build_one_cache, ground_truth_dataset, simulate_sessions, write_ground_truth, write_session
+from neds.simulate.alf import (
+    build_one_cache,
+    ground_truth_dataset,
+    simulate_sessions,
+    write_ground_truth,
+    write_session,
+)
 from neds.simulate.generative import (
     REGION_TEMPLATES,
     SIM_REGIONS,

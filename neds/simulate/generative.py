@@ -1,6 +1,6 @@
 """Generative model of IBL repeated-site sessions: task, behaviour, probes and spiking units.
 
-Pure numpy (and scipy.signal); no I/O. :func:`simulate_session` returns one
+Pure numpy (and scipy); no I/O. :func:`simulate_session` returns one
 :class:`SimulatedSession` holding everything :mod:`neds.simulate.alf` writes to disk, plus the
 exact expected spike count of every unit in every bin of every trial window (ground truth).
 
@@ -27,7 +27,8 @@ contrast response function, convolved with a unit-specific kernel), ``g_u(t) =
 (1 + kappa_u * block(t)) * (1 - a_u * moving(t))`` a multiplicative gain (stimulus x block prior,
 stimulus x movement), ``m_u``/``c_u`` movement and choice kernels around movement onset
 (pre-movement ramp and post-movement), ``f_u`` feedback kernels, and ``z(t)`` a 2-4 dimensional
-Ornstein-Uhlenbeck latent shared by the units of a session. Every unit draws its baseline rate,
+Ornstein-Uhlenbeck latent (100-500 ms) plus a slow drift (30-120 s), shared by the units of a
+session with per-unit loadings. Every unit draws its baseline rate,
 kernel latencies and weights from the template of its brain region (:data:`REGION_TEMPLATES`);
 animals share the templates and differ in units, probe boundaries and a gain. Spikes are
 Poisson in continuous time for the piecewise-constant rate.
@@ -80,6 +81,7 @@ CAMERA_FS = 60.0  # Hz
 NOGO_TIMEOUT_S = 60.0
 N_UNBIASED_TRIALS = 90
 MAX_RATE_HZ = 250.0
+SLOW_DRIFT_SD = 0.1  # sd of the per-unit loadings on the slow drift (log-rate units)
 _EID_NAMESPACE = uuid.uuid3(uuid.NAMESPACE_URL, "https://github.com/neds/simulate")
 _BASE_DATE = _dt.date(2022, 1, 3)
 
@@ -160,45 +162,45 @@ REGION_TEMPLATES: dict[str, RegionTemplate] = {
     "VISa": RegionTemplate(
         base_rate_hz=5.0, base_rate_log_sd=0.8, stim_latency_s=0.05, stim_tau_s=0.05,
         w_stim=(0.5, 0.3), w_contra=(0.35, 0.25),
-        move_peak_s=0.05, move_sd_pre_s=0.15, move_sd_post_s=0.25, w_move=(0.2, 0.25), w_choice=(0.15, 0.2),
+        move_peak_s=0.05, move_sd_pre_s=0.15, move_sd_post_s=0.25, w_move=(0.2, 0.25), w_choice=(0.08, 0.1),
         fb_latency_s=0.06, fb_tau_s=0.12, w_feedback=(0.15, 0.2), w_reward=(0.1, 0.15),
-        w_block=(0.1, 0.15), w_speed=(0.1, 0.15), w_whisk=(0.1, 0.15),
+        w_block=(0.03, 0.05), w_speed=(0.1, 0.15), w_whisk=(0.1, 0.15),
         kappa_block=(0.3, 0.15), a_move=(0.3, 0.15), latent_sd=0.3, density=1.0,
     ),
     # hippocampus CA1: slow weak visual response, reward and running related, strong latent
     "CA1": RegionTemplate(
         base_rate_hz=3.0, base_rate_log_sd=1.0, stim_latency_s=0.14, stim_tau_s=0.16,
         w_stim=(0.15, 0.15), w_contra=(0.05, 0.1),
-        move_peak_s=0.2, move_sd_pre_s=0.2, move_sd_post_s=0.4, w_move=(0.25, 0.25), w_choice=(0.05, 0.15),
+        move_peak_s=0.2, move_sd_pre_s=0.2, move_sd_post_s=0.4, w_move=(0.25, 0.25), w_choice=(0.03, 0.06),
         fb_latency_s=0.15, fb_tau_s=0.3, w_feedback=(0.4, 0.3), w_reward=(0.3, 0.25),
-        w_block=(0.2, 0.2), w_speed=(0.35, 0.25), w_whisk=(0.1, 0.1),
+        w_block=(0.05, 0.06), w_speed=(0.35, 0.25), w_whisk=(0.1, 0.1),
         kappa_block=(0.1, 0.1), a_move=(0.1, 0.1), latent_sd=0.45, density=0.8,
     ),
     # dentate gyrus: low rates, slow weak responses, running related
     "DG": RegionTemplate(
         base_rate_hz=1.5, base_rate_log_sd=1.0, stim_latency_s=0.18, stim_tau_s=0.2,
         w_stim=(0.1, 0.1), w_contra=(0.0, 0.1),
-        move_peak_s=0.25, move_sd_pre_s=0.25, move_sd_post_s=0.45, w_move=(0.15, 0.2), w_choice=(0.05, 0.1),
+        move_peak_s=0.25, move_sd_pre_s=0.25, move_sd_post_s=0.45, w_move=(0.15, 0.2), w_choice=(0.02, 0.05),
         fb_latency_s=0.15, fb_tau_s=0.35, w_feedback=(0.3, 0.25), w_reward=(0.15, 0.15),
-        w_block=(0.15, 0.15), w_speed=(0.4, 0.25), w_whisk=(0.05, 0.1),
+        w_block=(0.04, 0.05), w_speed=(0.4, 0.25), w_whisk=(0.05, 0.1),
         kappa_block=(0.1, 0.1), a_move=(0.1, 0.1), latent_sd=0.4, density=0.6,
     ),
     # lateral posterior thalamus: high rates, fastest and strongest visual response, movement
     "LP": RegionTemplate(
         base_rate_hz=9.0, base_rate_log_sd=0.6, stim_latency_s=0.035, stim_tau_s=0.035,
         w_stim=(0.7, 0.3), w_contra=(0.45, 0.25),
-        move_peak_s=0.1, move_sd_pre_s=0.1, move_sd_post_s=0.2, w_move=(0.45, 0.3), w_choice=(0.2, 0.2),
+        move_peak_s=0.1, move_sd_pre_s=0.1, move_sd_post_s=0.2, w_move=(0.45, 0.3), w_choice=(0.1, 0.1),
         fb_latency_s=0.05, fb_tau_s=0.1, w_feedback=(0.2, 0.2), w_reward=(0.1, 0.15),
-        w_block=(0.05, 0.1), w_speed=(0.2, 0.2), w_whisk=(0.2, 0.2),
+        w_block=(0.02, 0.04), w_speed=(0.2, 0.2), w_whisk=(0.2, 0.2),
         kappa_block=(0.2, 0.15), a_move=(0.4, 0.15), latent_sd=0.3, density=1.2,
     ),
     # posterior thalamus: somatosensory, whisking and movement dominated, weak visual response
     "PO": RegionTemplate(
         base_rate_hz=7.0, base_rate_log_sd=0.6, stim_latency_s=0.045, stim_tau_s=0.04,
         w_stim=(0.25, 0.25), w_contra=(0.1, 0.15),
-        move_peak_s=0.03, move_sd_pre_s=0.2, move_sd_post_s=0.2, w_move=(0.35, 0.3), w_choice=(0.1, 0.15),
+        move_peak_s=0.03, move_sd_pre_s=0.2, move_sd_post_s=0.2, w_move=(0.35, 0.3), w_choice=(0.05, 0.08),
         fb_latency_s=0.05, fb_tau_s=0.1, w_feedback=(0.2, 0.2), w_reward=(0.05, 0.1),
-        w_block=(0.05, 0.1), w_speed=(0.2, 0.2), w_whisk=(0.5, 0.25),
+        w_block=(0.02, 0.04), w_speed=(0.2, 0.2), w_whisk=(0.5, 0.25),
         kappa_block=(0.1, 0.1), a_move=(0.2, 0.1), latent_sd=0.3, density=1.0,
     ),
 }
@@ -233,21 +235,35 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         if self.n_pretrain_sessions < 0 or self.n_heldout_sessions < 0:
-            raise ValueError("n_pretrain_sessions and n_heldout_sessions must be >= 0")
+            raise ValueError(
+                f"n_pretrain_sessions={self.n_pretrain_sessions}, n_heldout_sessions={self.n_heldout_sessions}: "
+                "session counts must be >= 0"
+            )
         if self.n_sessions < 1:
             raise ValueError("no session to simulate: set n_pretrain_sessions + n_heldout_sessions >= 1")
         for name, lo_min in (("n_units", 1), ("n_trials", 20), ("n_probes", 1)):
             lo, hi = getattr(self, name)
             if not lo_min <= lo <= hi:
                 raise ValueError(f"{name}={(lo, hi)} must be (min, max) with {lo_min} <= min <= max")
+            object.__setattr__(self, name, (int(lo), int(hi)))  # YAML gives lists
+        object.__setattr__(self, "window_s", tuple(float(w) for w in self.window_s))
         if self.n_probes[1] > 2:
-            raise ValueError(f"n_probes={self.n_probes}: at most 2 probes per session are simulated")
+            raise ValueError(f"n_probes={self.n_probes}: at most 2 probes per session are simulated; set max <= 2")
         if self.n_units[0] < self.n_probes[1]:
-            raise ValueError(f"n_units min {self.n_units[0]} is smaller than n_probes max {self.n_probes[1]}")
+            raise ValueError(
+                f"n_units min {self.n_units[0]} is smaller than n_probes max {self.n_probes[1]}; "
+                "every probe needs at least one unit"
+            )
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
-        for index, names in self.missing_datasets.items():
-            if not 0 <= int(index) < self.n_sessions:
+        # keys may arrive as strings and values as lists (YAML/JSON): normalise to int -> tuple
+        missing = {
+            int(index): (names,) if isinstance(names, str) else tuple(names)
+            for index, names in self.missing_datasets.items()
+        }
+        object.__setattr__(self, "missing_datasets", missing)
+        for index, names in missing.items():
+            if not 0 <= index < self.n_sessions:
                 raise ValueError(
                     f"missing_datasets names session {index}, but sessions are 0..{self.n_sessions - 1}; "
                     "fix the session index"
@@ -497,7 +513,9 @@ def _simulate_task(rng: np.random.Generator, n_trials: int) -> _Task:
 # --------------------------------------------------------------------------------------------
 
 
-def _add_bumps(velocity: np.ndarray, fs: float, onsets: np.ndarray, durations: np.ndarray, amplitudes: np.ndarray) -> None:
+def _add_bumps(
+    velocity: np.ndarray, fs: float, onsets: np.ndarray, durations: np.ndarray, amplitudes: np.ndarray
+) -> None:
     """Add minimum-jerk velocity bumps (each integrating to its amplitude) in place."""
     for onset, dur, amp in zip(onsets, durations, amplitudes):
         i0 = int(np.ceil(onset * fs))
@@ -627,7 +645,7 @@ def _simulate_channels(rng: np.random.Generator, probe_index: int) -> dict[str, 
     local = _channel_positions()
     y = local[:, 1]
     ids = np.full(N_CHANNELS, _VOID_ID, dtype=np.int64)
-    top = rng.uniform(0.0, 80.0)  # tip sits a little below the bottom of PO
+    top = 0.0  # PO starts at the tip
     for region in _PROBE_ORDER:
         extent = _REGION_EXTENT_UM[region] * rng.uniform(0.75, 1.25)
         layers = _REGION_LAYERS[region]
@@ -771,6 +789,208 @@ def _contrast_response(c: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Units:
+    """Probes and the units placed on them; unit arrays (U,) run over probe00 then probe01."""
+
+    channels: list[dict[str, np.ndarray]]  # per probe
+    probe: np.ndarray  # 'probe00' / 'probe01'
+    cluster_id: np.ndarray  # index within the probe
+    channel: np.ndarray
+    depth_um: np.ndarray
+    allen_id: np.ndarray
+    region: np.ndarray  # Beryl acronym
+    amp_v: np.ndarray  # mean spike amplitude (V)
+    params: dict[str, np.ndarray]  # drawn from the region templates
+
+
+def _place_units(rng: np.random.Generator, units_per_probe: list[int], gain: float) -> _Units:
+    """Channels of every probe; units on channels of the five target regions (weighted by the
+    regions' unit densities, so region proportions follow each animal's probe boundaries)."""
+    channels, probe, cluster, chan, depth = [], [], [], [], []
+    for p, n_p in enumerate(units_per_probe):
+        ch = _simulate_channels(rng, p)
+        region_of_channel = _region_of_ids(ch["brainLocationIds_ccf_2017"])
+        density = np.array([REGION_TEMPLATES[r].density if r else 0.0 for r in region_of_channel])
+        c = rng.choice(N_CHANNELS, size=n_p, p=density / density.sum())
+        channels.append(ch)
+        probe += [f"probe{p:02d}"] * n_p
+        cluster.append(np.arange(n_p))
+        chan.append(c)
+        depth.append(ch["localCoordinates"][c, 1] + rng.normal(0.0, 8.0, n_p))
+    allen_id = np.concatenate([ch["brainLocationIds_ccf_2017"][c] for ch, c in zip(channels, chan)])
+    region = _region_of_ids(allen_id).astype(str)
+    params = _draw_units(rng, region, gain)
+    amp = np.clip(np.exp(np.log(120e-6) + 0.4 * rng.standard_normal(allen_id.size)), 50e-6, 300e-6)
+    return _Units(
+        channels=channels,
+        probe=np.array(probe),
+        cluster_id=np.concatenate(cluster),
+        channel=np.concatenate(chan),
+        depth_um=np.concatenate(depth),
+        allen_id=allen_id,
+        region=region,
+        amp_v=amp,
+        params=params,
+    )
+
+
+@dataclass
+class _Design:
+    """Covariates on the 5 ms grid (S steps) and the unit weights on them (F features, U units)."""
+
+    x_stim: np.ndarray  # (S, 2 * B_stim) float32: unsigned and contralateral contrast on the stimulus basis
+    x_other: np.ndarray  # (S, F) float32: movement, choice, feedback, reward bases; block, speed, whisk,
+    #                      fast latents, slow drift
+    block: np.ndarray  # (S, 1) float32: -1 / 0 / +1 for probabilityLeft 0.2 / 0.5 / 0.8
+    moving: np.ndarray  # (S, 1) float32: 0..1, tanh(wheel speed / 1 rad/s)
+    w_stim: np.ndarray  # (2 * B_stim, U) float32
+    w_other: np.ndarray  # (F, U) float32
+    log_base: np.ndarray  # (U,) float32, log Hz (corrected for the mean of exp(latent drive))
+
+
+def _design(task: _Task, speed: np.ndarray, whisk: np.ndarray, units: _Units, rng: np.random.Generator) -> _Design:
+    """Event covariates convolved with smooth bases, continuous covariates, a 2-4 dimensional
+    OU latent (100-500 ms) and a slow drift, and every unit's kernels projected on the bases."""
+    n_steps, tr, prm = speed.size, task.trials, units.params
+    n_latent = int(rng.integers(2, 5))
+    latent_tau = rng.uniform(0.1, 0.5, n_latent)  # s
+    latents = np.stack([_ar1(rng, n_steps, tau / DT) for tau in latent_tau], axis=1)  # (S, L)
+    loadings = rng.standard_normal((n_latent, units.region.size)) * prm["latent_sd"] / np.sqrt(n_latent)
+    # slow drift of excitability (tau 30-120 s), as in long recordings: confounds slow task variables
+    drift = _ar1(rng, n_steps, rng.uniform(30.0, 120.0) / DT)[:, None]  # (S, 1)
+    latents = np.concatenate([latents, drift], axis=1)
+    loadings = np.concatenate([loadings, rng.normal(0.0, SLOW_DRIFT_SD, (1, units.region.size))])
+
+    crf_left, crf_right = _contrast_response(tr["contrastLeft"]), _contrast_response(tr["contrastRight"])
+    x_stim = np.concatenate(
+        [
+            _STIM_BASIS.convolve(_impulses(task.stim_on, crf_left + crf_right, n_steps)),
+            _STIM_BASIS.convolve(_impulses(task.stim_on, crf_right - crf_left, n_steps)),  # + contralateral (right)
+        ],
+        axis=1,
+    )
+    moved = ~np.isnan(task.movement_on)
+    step_of_trial = np.clip(np.searchsorted(tr["intervals"][:, 0], (np.arange(n_steps) + 0.5) * DT) - 1, 0, None)
+    block = ((tr["probabilityLeft"] - 0.5) / 0.3)[step_of_trial]
+    x_other = np.concatenate(
+        [
+            _MOVE_BASIS.convolve(_impulses(task.movement_on, moved.astype(float), n_steps)),
+            _MOVE_BASIS.convolve(_impulses(task.movement_on, np.where(moved, tr["choice"], 0.0), n_steps)),
+            _FB_BASIS.convolve(_impulses(task.feedback, np.ones(tr["choice"].size), n_steps)),
+            _FB_BASIS.convolve(_impulses(task.feedback, tr["feedbackType"], n_steps)),
+            np.c_[block, np.minimum(speed / 2.0, 2.0), whisk, latents].astype(np.float32),
+        ],
+        axis=1,
+    )
+
+    stim_k = _alpha(_STIM_BASIS.lags, prm["stim_latency_s"], prm["stim_tau_s"]) * _taper(_STIM_BASIS.lags)
+    stim_w = _STIM_BASIS.project(stim_k)
+    move_k = _asym_gauss(_MOVE_BASIS.lags, prm["move_peak_s"], prm["move_sd_pre_s"], prm["move_sd_post_s"])
+    move_w = _MOVE_BASIS.project(move_k * _taper(_MOVE_BASIS.lags))
+    fb_k = _alpha(_FB_BASIS.lags, prm["fb_latency_s"], prm["fb_tau_s"]) * _taper(_FB_BASIS.lags)
+    fb_w = _FB_BASIS.project(fb_k)
+    w_other = np.concatenate(
+        [
+            move_w * prm["w_move"],
+            move_w * prm["w_choice"],
+            fb_w * prm["w_feedback"],
+            fb_w * prm["w_reward"],
+            prm["w_block"][None, :],
+            prm["w_speed"][None, :],
+            prm["w_whisk"][None, :],
+            loadings,
+        ]
+    )
+    return _Design(
+        x_stim=x_stim,
+        x_other=x_other,
+        block=block.astype(np.float32)[:, None],
+        moving=np.tanh(speed / 1.0).astype(np.float32)[:, None],
+        w_stim=np.concatenate([stim_w * prm["w_stim"], stim_w * prm["w_contra"]]).astype(np.float32),
+        w_other=w_other.astype(np.float32),
+        log_base=(np.log(prm["base_rate_hz"]) - 0.5 * (loadings**2).sum(axis=0)).astype(np.float32),
+    )
+
+
+def _spikes_and_expected_counts(
+    design: _Design, params: dict[str, np.ndarray], edges: np.ndarray, rng: np.random.Generator, chunk: int = 16
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rates in chunks of units; Poisson spikes and exact expected counts in the trial windows.
+
+    Parameters
+    ----------
+    design : covariates and weights
+    params : per-unit parameters (kappa_block, a_move)
+    edges : (K, T + 1) absolute bin edges (s)
+    rng : spike stream
+
+    Returns
+    -------
+    expected : (K, T, U) float32, integral of the rate over each bin
+    spike_times : (N,) float64 s, unsorted
+    spike_units : (N,) int64 unit index
+    """
+    n_steps, n_units = design.x_stim.shape[0], design.w_stim.shape[1]
+    edge_pos = edges.ravel() / DT
+    edge_step = np.minimum(np.floor(edge_pos).astype(np.int64), n_steps - 1)
+    edge_frac = edge_pos - edge_step
+    expected = np.empty((edges.shape[0], edges.shape[1] - 1, n_units), dtype=np.float32)
+    spike_times, spike_units = [], []
+    for u0 in range(0, n_units, chunk):
+        sl = slice(u0, min(u0 + chunk, n_units))
+        gain = (1.0 + design.block * params["kappa_block"][sl].astype(np.float32)) * (
+            1.0 - design.moving * params["a_move"][sl].astype(np.float32)
+        )  # (S, u): stimulus gain x block prior, suppressed during movement
+        stim = design.x_stim @ design.w_stim[:, sl]  # (S, u)
+        log_rate = design.log_base[sl] + gain * stim + design.x_other @ design.w_other[:, sl]
+        rate = np.exp(np.minimum(log_rate, np.float32(np.log(MAX_RATE_HZ))))  # (S, u) Hz, constant within a step
+        # exact integral of the piecewise-constant rate: cumulative sum, linear within a step
+        cum = np.zeros((n_steps + 1, rate.shape[1]))
+        np.cumsum(rate * DT, axis=0, dtype=np.float64, out=cum[1:])
+        at_edges = cum[edge_step] + edge_frac[:, None] * (rate[edge_step] * DT)
+        expected[:, :, sl] = np.diff(at_edges.reshape(edges.shape[0], edges.shape[1], -1), axis=1)
+        # Poisson process: counts per step, times uniform within the step
+        counts = rng.poisson(rate * DT)
+        step, unit = np.nonzero(counts)
+        n_spk = counts[step, unit]
+        step, unit = np.repeat(step, n_spk), np.repeat(unit, n_spk) + u0
+        spike_times.append((step + rng.random(step.size)) * DT)
+        spike_units.append(unit)
+    return expected, np.concatenate(spike_times), np.concatenate(spike_units)
+
+
+def _probe_objects(
+    units: _Units, unit_uuid: np.ndarray, spike_times: np.ndarray, spike_units: np.ndarray, rng: np.random.Generator
+) -> list[ProbeData]:
+    """ALF spikes/clusters/channels objects of every probe, spikes sorted in time."""
+    probes = []
+    for p, channels in enumerate(units.channels):
+        name = f"probe{p:02d}"
+        in_probe = units.probe[spike_units] == name
+        order = np.argsort(spike_times[in_probe], kind="stable")
+        t, u = spike_times[in_probe][order], spike_units[in_probe][order]
+        sel = units.probe == name
+        probes.append(
+            ProbeData(
+                name=name,
+                channels=channels,
+                clusters={
+                    "channels": units.channel[sel].astype(np.int64),
+                    "depths": units.depth_um[sel],
+                    "uuids": unit_uuid[sel],
+                },
+                spikes={
+                    "times": t,
+                    "clusters": units.cluster_id[u].astype(np.uint32),
+                    "amps": units.amp_v[u] * np.exp(0.1 * rng.standard_normal(t.size)),
+                    "depths": (units.depth_um[u] + rng.normal(0.0, 4.0, t.size)).astype(np.float32),
+                },
+            )
+        )
+    return probes
+
+
 def simulate_session(config: SimulationConfig, index: int, eid: str | None = None) -> SimulatedSession:
     """Simulate session ``index`` of ``config`` (one animal): task, behaviour, probes, spikes.
 
@@ -795,10 +1015,8 @@ def simulate_session(config: SimulationConfig, index: int, eid: str | None = Non
     n_probes = int(meta_rng.integers(config.n_probes[0], config.n_probes[1] + 1))
     date = _BASE_DATE + _dt.timedelta(days=int(meta_rng.integers(0, 900)))
     gain = float(np.exp(0.2 * meta_rng.standard_normal()))  # per-animal excitability
-    share = meta_rng.uniform(0.4, 0.6)
-    units_per_probe = [n_units] if n_probes == 1 else [int(round(n_units * share)), 0]
-    if n_probes == 2:
-        units_per_probe[1] = n_units - units_per_probe[0]
+    n_first = int(round(n_units * meta_rng.uniform(0.4, 0.6))) if n_probes == 2 else n_units
+    units_per_probe = [n_first, n_units - n_first][:n_probes]
 
     task = _simulate_task(_rng(seed, index, _STREAM_TASK), n_trials)
     n_steps = int(np.ceil(task.duration_s / DT))
@@ -809,164 +1027,34 @@ def simulate_session(config: SimulationConfig, index: int, eid: str | None = Non
     speed = np.abs(velocity_1k).reshape(n_steps, -1).mean(axis=1)  # (S,) rad/s
     whisk, camera = _simulate_whisking(beh_rng, task, speed, n_steps)
 
-    # probes, channels and unit placement
-    probe_rng = _rng(seed, index, _STREAM_PROBES)
-    probes_channels, unit_probe, unit_cluster, unit_channel, unit_depth, unit_ids = [], [], [], [], [], []
-    for p, n_p in enumerate(units_per_probe):
-        channels = _simulate_channels(probe_rng, p)
-        region_of_channel = _region_of_ids(channels["brainLocationIds_ccf_2017"])
-        weights = np.array([REGION_TEMPLATES[r].density if r else 0.0 for r in region_of_channel])
-        chan = probe_rng.choice(N_CHANNELS, size=n_p, p=weights / weights.sum())
-        probes_channels.append(channels)
-        unit_probe += [f"probe{p:02d}"] * n_p
-        unit_cluster.append(np.arange(n_p))
-        unit_channel.append(chan)
-        unit_depth.append(channels["localCoordinates"][chan, 1] + probe_rng.normal(0.0, 8.0, n_p))
-        unit_ids.append(channels["brainLocationIds_ccf_2017"][chan])
-    unit_channel_a = np.concatenate(unit_channel)
-    unit_allen = np.concatenate(unit_ids)
-    regions = _region_of_ids(unit_allen)
-    params = _draw_units(probe_rng, regions, gain)
-    unit_amp = np.clip(np.exp(np.log(120e-6) + 0.4 * probe_rng.standard_normal(n_units)), 50e-6, 300e-6)
+    units = _place_units(_rng(seed, index, _STREAM_PROBES), units_per_probe, gain)
+    design = _design(task, speed, whisk, units, _rng(seed, index, _STREAM_LATENT))
 
-    # covariates on the 5 ms grid
-    lat_rng = _rng(seed, index, _STREAM_LATENT)
-    n_latent = int(lat_rng.integers(2, 5))
-    latent_tau = lat_rng.uniform(0.1, 0.5, n_latent)
-    latents = np.stack([_ar1(lat_rng, n_steps, tau / DT) for tau in latent_tau], axis=1)  # (S, L)
-    loadings = lat_rng.standard_normal((n_latent, n_units)) * params["latent_sd"][None, :] / np.sqrt(n_latent)
-
-    tr = task.trials
-    crf_left, crf_right = _contrast_response(tr["contrastLeft"]), _contrast_response(tr["contrastRight"])
-    x_stim = np.concatenate(
-        [
-            _STIM_BASIS.convolve(_impulses(task.stim_on, crf_left + crf_right, n_steps)),
-            _STIM_BASIS.convolve(_impulses(task.stim_on, crf_right - crf_left, n_steps)),  # + contralateral
-        ],
-        axis=1,
-    )  # (S, 2 * B_stim) float32
-    moved = ~np.isnan(task.movement_on)
-    x_other = np.concatenate(
-        [
-            _MOVE_BASIS.convolve(_impulses(task.movement_on, moved.astype(float), n_steps)),
-            _MOVE_BASIS.convolve(_impulses(task.movement_on, np.where(moved, tr["choice"], 0.0), n_steps)),
-            _FB_BASIS.convolve(_impulses(task.feedback, np.ones(n_trials), n_steps)),
-            _FB_BASIS.convolve(_impulses(task.feedback, tr["feedbackType"], n_steps)),
-        ],
-        axis=1,
-    )  # (S, 2 * B_move + 2 * B_fb)
-    step_of_trial = np.clip(np.searchsorted(tr["intervals"][:, 0], (np.arange(n_steps) + 0.5) * DT) - 1, 0, None)
-    block = ((tr["probabilityLeft"] - 0.5) / 0.3)[step_of_trial]  # (S,) -1 / 0 / +1 (0.2 / 0.5 / 0.8)
-    moving = np.tanh(speed / 1.0)  # (S,) 0..1
-    x_cont = np.c_[block, np.minimum(speed / 2.0, 2.0), whisk, latents]  # (S, 3 + L)
-
-    # per-unit kernels projected on the bases -> weights (F, U)
-    stim_k = _alpha(_STIM_BASIS.lags, params["stim_latency_s"], params["stim_tau_s"]) * _taper(_STIM_BASIS.lags)
-    stim_w = _STIM_BASIS.project(stim_k)
-    move_k = _asym_gauss(_MOVE_BASIS.lags, params["move_peak_s"], params["move_sd_pre_s"], params["move_sd_post_s"])
-    move_w = _MOVE_BASIS.project(move_k * _taper(_MOVE_BASIS.lags))
-    fb_k = _alpha(_FB_BASIS.lags, params["fb_latency_s"], params["fb_tau_s"]) * _taper(_FB_BASIS.lags)
-    fb_w = _FB_BASIS.project(fb_k)
-    w_stim = np.concatenate([stim_w * params["w_stim"], stim_w * params["w_contra"]]).astype(np.float32)
-    w_other = np.concatenate(
-        [
-            move_w * params["w_move"],
-            move_w * params["w_choice"],
-            fb_w * params["w_feedback"],
-            fb_w * params["w_reward"],
-            params["w_block"][None, :],
-            params["w_speed"][None, :],
-            params["w_whisk"][None, :],
-            loadings,
-        ]
-    ).astype(np.float32)
-    log_base = (np.log(params["base_rate_hz"]) - 0.5 * (loadings**2).sum(axis=0)).astype(np.float32)
-
-    x_other = np.concatenate([x_other, x_cont.astype(np.float32)], axis=1)  # (S, F) float32
-    block32, moving32 = block.astype(np.float32)[:, None], moving.astype(np.float32)[:, None]
-
-    # trial windows for the ground truth
+    # trial windows around the recorded stimOn; trials with a NaN stimOn are computed at the true
+    # onset and blanked afterwards
     rel_edges = window_edges(config.window_s, config.bin_size_s)
-    rec_stim = tr["stimOn_times"]
-    # trials with a NaN stimOn get NaN counts; compute them at the true onset, then blank them
-    abs_edges = np.where(np.isnan(rec_stim), task.stim_on, rec_stim)[:, None] + rel_edges[None, :]  # (K, T + 1)
-    if np.any(abs_edges < 0) or np.any(abs_edges > duration):
+    rec_stim = task.trials["stimOn_times"]
+    edges = np.where(np.isnan(rec_stim), task.stim_on, rec_stim)[:, None] + rel_edges[None, :]  # (K, T + 1)
+    if np.any(edges < 0) or np.any(edges > duration):
         raise ValueError(f"window_s={config.window_s} reaches outside the session; use a shorter window")
-    edge_pos = abs_edges.ravel() / DT
-    edge_step = np.minimum(np.floor(edge_pos).astype(np.int64), n_steps - 1)
-    edge_frac = edge_pos - edge_step
-
-    # rates, spikes and expected counts, in chunks of units
     spike_rng = _rng(seed, index, _STREAM_SPIKES)
-    expected = np.empty((n_trials, rel_edges.size - 1, n_units), dtype=np.float32)
-    spike_times, spike_units = [], []
-    chunk = 16
-    for u0 in range(0, n_units, chunk):
-        sl = slice(u0, min(u0 + chunk, n_units))
-        gain_stim = (1.0 + block32 * params["kappa_block"][sl].astype(np.float32)) * (
-            1.0 - moving32 * params["a_move"][sl].astype(np.float32)
-        )
-        log_rate = log_base[sl] + gain_stim * (x_stim @ w_stim[:, sl]) + x_other @ w_other[:, sl]  # (S, u)
-        rate = np.exp(np.minimum(log_rate, np.float32(np.log(MAX_RATE_HZ))))  # (S, u) Hz, float32
-        # exact integral of the piecewise-constant rate at the window edges
-        cum = np.zeros((n_steps + 1, rate.shape[1]))
-        np.cumsum(rate * DT, axis=0, dtype=np.float64, out=cum[1:])
-        at_edges = cum[edge_step] + edge_frac[:, None] * (rate[edge_step] * DT)
-        expected[:, :, sl] = np.diff(at_edges.reshape(n_trials, rel_edges.size, -1), axis=1)
-        counts = spike_rng.poisson(rate * DT)  # (S, u)
-        step, unit = np.nonzero(counts)
-        n_spk = counts[step, unit]
-        step, unit = np.repeat(step, n_spk), np.repeat(unit, n_spk) + u0
-        spike_times.append((step + spike_rng.random(step.size)) * DT)
-        spike_units.append(unit)
+    expected, spike_times, spike_units = _spikes_and_expected_counts(design, units.params, edges, spike_rng)
     expected[np.isnan(rec_stim)] = np.nan
-    all_times = np.concatenate(spike_times)
-    all_units = np.concatenate(spike_units)
 
-    # ALF objects per probe
-    unit_probe_a = np.array(unit_probe)
-    unit_cluster_a = np.concatenate(unit_cluster)
-    unit_depth_a = np.concatenate(unit_depth)
-    unit_uuid = np.array([str(uuid.uuid3(uuid.UUID(eid), f"{p}/cluster={c}")) for p, c in zip(unit_probe_a, unit_cluster_a)])
-    probes = []
-    for p, channels in enumerate(probes_channels):
-        name = f"probe{p:02d}"
-        in_probe = unit_probe_a[all_units] == name
-        order = np.argsort(all_times[in_probe], kind="stable")
-        t = all_times[in_probe][order]
-        u = all_units[in_probe][order]
-        n_spk = t.size
-        amps = unit_amp[u] * np.exp(0.1 * spike_rng.standard_normal(n_spk))
-        depths = unit_depth_a[u] + spike_rng.normal(0.0, 4.0, n_spk)
-        sel = unit_probe_a == name
-        probes.append(
-            ProbeData(
-                name=name,
-                channels=channels,
-                clusters={
-                    "channels": unit_channel_a[sel].astype(np.int64),
-                    "depths": unit_depth_a[sel],
-                    "uuids": unit_uuid[sel],
-                },
-                spikes={
-                    "times": t,
-                    "clusters": unit_cluster_a[u].astype(np.uint32),
-                    "amps": amps,
-                    "depths": depths.astype(np.float32),
-                },
-            )
-        )
-
-    units = {
-        "probe": unit_probe_a,
-        "cluster_id": unit_cluster_a,
-        "region": regions.astype(str),
-        "allen_id": unit_allen,
-        "allen_acronym": np.array([_ACRONYM_OF_ID[int(i)] for i in unit_allen]),
-        "channel": unit_channel_a,
-        "depth_um": unit_depth_a,
+    unit_uuid = np.array(
+        [str(uuid.uuid3(uuid.UUID(eid), f"{p}/cluster={c}")) for p, c in zip(units.probe, units.cluster_id)]
+    )
+    probes = _probe_objects(units, unit_uuid, spike_times, spike_units, spike_rng)
+    unit_table = {
+        "probe": units.probe,
+        "cluster_id": units.cluster_id,
+        "region": units.region,
+        "allen_id": units.allen_id,
+        "allen_acronym": np.array([_ACRONYM_OF_ID[int(i)] for i in units.allen_id]),
+        "channel": units.channel,
+        "depth_um": units.depth_um,
         "uuid": unit_uuid,
-        **{k: v for k, v in params.items() if k != "latent_sd"},
+        **{k: v for k, v in units.params.items() if k != "latent_sd"},
     }
     return SimulatedSession(
         eid=eid,
@@ -976,13 +1064,13 @@ def simulate_session(config: SimulationConfig, index: int, eid: str | None = Non
         subject=f"SIM-{index:03d}",
         date=date,
         number=1,
-        trials=tr,
+        trials=task.trials,
         wheel=wheel,
         camera=camera,
         probes=probes,
         expected_counts=expected,
         bin_centres_s=0.5 * (rel_edges[:-1] + rel_edges[1:]),
-        units=units,
+        units=unit_table,
         missing_datasets=tuple(config.missing_datasets.get(index, ())),
         duration_s=duration,
     )

@@ -12,7 +12,12 @@ def main(snakemake):
         "simulation": snakemake.params.simulation,
         "binning": {"bin_size_s": snakemake.params.bin_size_s, "window_s": snakemake.params.window_s},
     }
-    manifest = simulate_sessions(snakemake.output.cache, snakemake.output.truth, simulation_config(config))
+    manifest = simulate_sessions(
+        snakemake.output.cache,
+        snakemake.output.truth,
+        simulation_config(config),
+        hash_files=snakemake.params.simulation["hash_files"],
+    )
     print(manifest.to_string())
 
 
