@@ -83,3 +83,39 @@ def test_rerun_is_a_no_op_and_lint_is_clean(run):
     proc = snakemake(run, "--cores", "1", "-n")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_workflow_refuses_leaky_config(tmp_path):
+    """Dry run, no network: a held-out eid in the pretraining list stops the workflow at start-up."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    eid_a, eid_b = "754b74d5-7a06-4004-ae0c-72a10b6ed2e6", "d23a44ef-1402-4ed7-97f5-47e9a7a504d9"
+    leaky = {
+        "data": {
+            "source": "ibl",
+            "pretrain_eids": [eid_a, eid_b],
+            "heldout_eids": [eid_b],
+            "one": {"mode": "remote", "cache_dir": "resources/ibl/one_cache"},
+        }
+    }
+    import yaml
+
+    (tmp_path / "leaky.yaml").write_text(yaml.safe_dump(leaky))
+    proc = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "leaky.yaml"))
+    assert proc.returncode != 0
+    assert "held-out session(s) also appear in the pretraining list" in proc.stdout + proc.stderr
+    # the same config without the overlap plans a download and a binning job per session
+    leaky["data"]["pretrain_eids"] = [eid_a]
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(leaky))
+    proc = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "ok.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "download_session" in proc.stdout and "bin_session" in proc.stdout
+
+
+def test_command_line_lists_sessions():
+    proc = subprocess.run(
+        [sys.executable, "-m", "neds", "--config", str(ROOT / "config" / "config.yaml"), "sessions"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    roles = [line.split("\t")[1] for line in proc.stdout.splitlines()]
+    assert roles == ["pretrain"] * 4 + ["heldout"] * 2

@@ -1,0 +1,74 @@
+"""Command line: every workflow step without Snakemake.
+
+    python -m neds simulate  [--config config/config.yaml]
+    python -m neds bin       --eid EID [--config ...] [--out results/binned]
+    python -m neds sessions  [--config ...]            # list the configured sessions and roles
+
+The config is validated against the workflow's schema exactly as the workflow does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _load_config(path: str) -> dict:
+    from neds.config import validate_config
+
+    with open(path) as f:
+        return validate_config(yaml.safe_load(f) or {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="neds", description="NEDS workflow steps")
+    parser.add_argument("--config", default="config/config.yaml", help="workflow config (YAML)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("simulate", help="write the simulated IBL sessions and their ground truth")
+    p_bin = sub.add_parser("bin", help="bin one session into <out>/<eid>.zarr")
+    p_bin.add_argument("--eid", required=True)
+    p_bin.add_argument("--out", default="results/binned")
+    sub.add_parser("sessions", help="print the configured sessions with their roles")
+    args = parser.parse_args(argv)
+
+    from neds.config import binning_params, one_settings, session_lists, simulation_config
+    from neds.stages import log_to_file
+
+    log_to_file(None)
+    config = _load_config(args.config)
+    if args.command == "simulate":
+        from neds.simulate import simulate_sessions
+
+        out = Path(config["simulation"]["output_dir"])
+        manifest = simulate_sessions(
+            out / "one_cache", out / "ground_truth", simulation_config(config), hash_files=config["simulation"]["hash_files"]
+        )
+        print(manifest.to_string(index=False))
+    elif args.command == "bin":
+        from neds.stages import run_bin_session
+
+        out = Path(args.out)
+        status = run_bin_session(
+            args.eid,
+            one_settings(config),
+            binning_params(config),
+            out_zarr=out / f"{args.eid}.zarr",
+            out_dropped=out / "dropped" / f"{args.eid}.tsv",
+            out_status=out / "status" / f"{args.eid}.json",
+            source=config["data"]["source"],
+        )
+        print(status)
+    elif args.command == "sessions":
+        pretrain, heldout = session_lists(config)
+        for eid in pretrain:
+            print(f"{eid}\tpretrain")
+        for eid in heldout:
+            print(f"{eid}\theldout")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
