@@ -123,10 +123,16 @@ class Block(nn.Module):
         return x
 
 
-def _uniform(shape: tuple[int, ...], fan_in: torch.Tensor) -> torch.Tensor:
-    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) like nn.Linear, with a per-session fan_in (S,)."""
-    bound = 1.0 / fan_in.clamp(min=1).float().sqrt()
-    bound = bound.view(-1, *([1] * (len(shape) - 1)))
+def _uniform(shape: tuple[int, ...], fan_in: torch.Tensor | float) -> torch.Tensor:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) like nn.Linear's init.
+
+    fan_in : a number, or an (S,) tensor of per-session fan-ins for a tensor stacked over sessions
+    along its first dim.
+    """
+    if isinstance(fan_in, torch.Tensor):
+        bound = fan_in.clamp(min=1).float().rsqrt().view(-1, *([1] * (len(shape) - 1)))
+    else:
+        bound = 1.0 / math.sqrt(fan_in)
     return (torch.rand(shape) * 2 - 1) * bound
 
 
@@ -163,13 +169,12 @@ class NEDS(nn.Module):
         self.spk_w2 = nn.Parameter(_uniform((s, 2 * n_max, h), 2 * fan))
         self.spk_b2 = nn.Parameter(_uniform((s, h), 2 * fan))
         # behaviour stitchers: dynamic Linear(1 -> 2) per bin, static Linear(1 -> 2T); then Linear(2 -> H)
-        one = torch.ones(s)
-        self.dyn_w1 = nn.Parameter(_uniform((2, s, 2), one.repeat(2)).view(2, s, 2))
-        self.dyn_b1 = nn.Parameter(_uniform((2, s, 2), one.repeat(2)).view(2, s, 2))
-        self.sta_w1 = nn.Parameter(_uniform((2, s, t, 2), one.repeat(2)).view(2, s, t, 2))
-        self.sta_b1 = nn.Parameter(_uniform((2, s, t, 2), one.repeat(2)).view(2, s, t, 2))
-        self.beh_w2 = nn.Parameter(_uniform((4, s, 2, h), 2 * torch.ones(4 * s)).view(4, s, 2, h))
-        self.beh_b2 = nn.Parameter(_uniform((4, s, h), 2 * torch.ones(4 * s)).view(4, s, h))
+        self.dyn_w1 = nn.Parameter(_uniform((2, s, 2), 1))
+        self.dyn_b1 = nn.Parameter(_uniform((2, s, 2), 1))
+        self.sta_w1 = nn.Parameter(_uniform((2, s, t, 2), 1))
+        self.sta_b1 = nn.Parameter(_uniform((2, s, t, 2), 1))
+        self.beh_w2 = nn.Parameter(_uniform((4, s, 2, h), 2))
+        self.beh_b2 = nn.Parameter(_uniform((4, s, h), 2))
         # embeddings and mask token
         self.modality_emb = nn.Parameter(torch.randn(5, h) * 0.02)
         self.time_emb = nn.Parameter(torch.randn(t, h) * 0.02)
@@ -181,15 +186,14 @@ class NEDS(nn.Module):
         self.register_buffer("rope_cos", cos.repeat(5, 1), persistent=False)  # (5T, D/2): position = bin
         self.register_buffer("rope_sin", sin.repeat(5, 1), persistent=False)
         # session-specific heads
-        hs = torch.full((s,), h)
-        self.spk_out_w = nn.Parameter(_uniform((s, h, n_max), hs))
+        self.spk_out_w = nn.Parameter(_uniform((s, h, n_max), h))
         self.spk_out_b = nn.Parameter(torch.zeros(s, n_max))
-        self.dyn_out_w = nn.Parameter(_uniform((2 * s, h), hs.repeat(2)).view(2, s, h))
+        self.dyn_out_w = nn.Parameter(_uniform((2, s, h), h))
         self.dyn_out_b = nn.Parameter(torch.zeros(2, s))
         self.sta_pool = nn.Parameter(torch.full((2, s, t), 1.0 / t))  # weighting over the T tokens
-        self.choice_w = nn.Parameter(_uniform((s, h, 2), hs))
+        self.choice_w = nn.Parameter(_uniform((s, h, 2), h))
         self.choice_b = nn.Parameter(torch.zeros(s, 2))
-        self.block_w = nn.Parameter(_uniform((s, h, 3), hs))
+        self.block_w = nn.Parameter(_uniform((s, h, 3), h))
         self.block_b = nn.Parameter(torch.zeros(s, 3))
         self.register_buffer("choice_values", torch.tensor(_CHOICE_VALUES), persistent=False)
         self.register_buffer("block_values", torch.tensor(_BLOCK_VALUES), persistent=False)

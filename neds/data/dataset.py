@@ -1,0 +1,105 @@
+"""Trials of many sessions as padded tensors, batched by index (no per-trial Python work)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neds.io.store import open_binned
+from neds.model.neds import Batch
+
+__all__ = ["TrialData", "load_sessions"]
+
+
+@dataclass
+class TrialData:
+    """All trials of a set of sessions, padded to the largest unit count.
+
+    eids : session vocabulary (index = session index of the model)
+    n_units : (S,) units per session
+    spikes : (K, T, N_max) uint8 or int16 counts, zero on padded units
+    wheel, whisker : (K, T) float32 in [0, 1]
+    choice, block : (K,) long
+    session : (K,) long
+    split : (K,) array of 'train' / 'val' / 'test'
+    trial : (K,) long, the trial's index in its session's ALF trials table
+    """
+
+    eids: list[str]
+    n_units: list[int]
+    spikes: torch.Tensor
+    wheel: torch.Tensor
+    whisker: torch.Tensor
+    choice: torch.Tensor
+    block: torch.Tensor
+    session: torch.Tensor
+    split: np.ndarray
+    trial: torch.Tensor
+
+    def __post_init__(self) -> None:
+        self.unit_mask = torch.arange(self.spikes.shape[2])[None, :] < torch.tensor(self.n_units)[:, None]  # (S, N)
+
+    def indices(self, split: str) -> torch.Tensor:
+        """(k,) indices of the trials of one split, in session order."""
+        return torch.from_numpy(np.flatnonzero(self.split == split))
+
+    def batch(self, idx: torch.Tensor) -> Batch:
+        """Gather trials ``idx`` (k,) into a :class:`~neds.model.neds.Batch` (float counts)."""
+        session = self.session[idx]
+        return Batch(
+            spikes=self.spikes[idx].float(),
+            unit_mask=self.unit_mask[session],
+            wheel=self.wheel[idx],
+            whisker=self.whisker[idx],
+            choice=self.choice[idx],
+            block=self.block[idx],
+            session=session,
+        )
+
+
+def load_sessions(paths: list[str | Path], eids: list[str] | None = None) -> TrialData:
+    """Read binned Zarr stores (one per session) into one :class:`TrialData`.
+
+    Parameters
+    ----------
+    paths : stores written by ``bin_session``; the order defines the session vocabulary
+    eids : expected session ids, checked against the stores' attrs (optional)
+    """
+    datasets = [open_binned(p) for p in paths]
+    if eids is not None:
+        got = [ds.attrs["eid"] for ds in datasets]
+        if got != list(eids):
+            raise ValueError(f"stores hold sessions {got}, expected {list(eids)}; pass matching paths")
+    n_bins = {ds.sizes["time"] for ds in datasets}
+    if len(n_bins) != 1:
+        raise ValueError(f"sessions binned with different numbers of bins {sorted(n_bins)}; rebin them alike")
+    n_units = [int(ds.sizes["unit"]) for ds in datasets]
+    n_max, t = max(n_units), n_bins.pop()
+    k_total = sum(int(ds.sizes["trial"]) for ds in datasets)
+    top = max(int(ds["spikes"].max()) for ds in datasets)
+    dtype = torch.uint8 if top <= 255 else torch.int16
+    spikes = torch.zeros((k_total, t, n_max), dtype=dtype)
+    start = 0
+    for ds in datasets:  # one copy per session at load time
+        k, n = ds.sizes["trial"], ds.sizes["unit"]
+        spikes[start : start + k, :, :n] = torch.from_numpy(ds["spikes"].values.astype(np.int16)).to(dtype)
+        start += k
+
+    def cat(name, dt):
+        return torch.from_numpy(np.concatenate([ds[name].values for ds in datasets]).astype(dt))
+
+    return TrialData(
+        eids=[ds.attrs["eid"] for ds in datasets],
+        n_units=n_units,
+        spikes=spikes,
+        wheel=cat("wheel_speed", np.float32),
+        whisker=cat("whisker_motion_energy", np.float32),
+        choice=cat("choice", np.int64),
+        block=cat("block", np.int64),
+        session=torch.from_numpy(np.repeat(np.arange(len(datasets)), [ds.sizes["trial"] for ds in datasets])),
+        split=np.concatenate([np.asarray(ds["split"].values, dtype=object) for ds in datasets]).astype(str),
+        trial=cat("trial", np.int64),
+    )
