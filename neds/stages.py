@@ -16,7 +16,7 @@ from neds.data.session import BinningParams, bin_session
 from neds.io.ibl import OneSettings, connect, download_session, load_session
 from neds.io.store import SESSION_COLUMNS, write_table, write_unusable, write_zarr
 
-__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "log_to_file"]
+__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "run_training", "log_to_file"]
 
 _log = logging.getLogger(__name__)
 
@@ -96,3 +96,42 @@ def run_summarize_sessions(
     table = table[list(SESSION_COLUMNS)]
     write_table(table, out_tsv)
     return table
+
+
+def run_training(
+    stage: str,
+    stores: list[str | Path],
+    out_dir: str | Path,
+    model_config: dict,
+    train_config: dict,
+    pretrained: str | Path | None = None,
+    threads: int | None = None,
+) -> dict:
+    """Train one model on binned sessions (one rule of the training stage).
+
+    stage : 'pretrain' (multimodal, all given sessions), 'finetune' (multimodal, shared weights
+        from ``pretrained``, new session-specific layers), 'scratch' (multimodal, random init),
+        'encoding' or 'decoding' (the unimodal models, random init).
+    stores : binned Zarr stores; their order is the model's session vocabulary
+    """
+    import torch
+
+    from neds.data.dataset import load_sessions
+    from neds.train import TrainConfig, build_model, init_shared_from, train
+
+    modes = {"pretrain": "multimodal", "finetune": "multimodal", "scratch": "multimodal", "encoding": "encoding", "decoding": "decoding"}
+    if stage not in modes:
+        raise ValueError(f"unknown training stage {stage!r}; use one of {sorted(modes)}")
+    if (stage == "finetune") != (pretrained is not None):
+        raise ValueError("fine-tuning needs the pretrained checkpoint, and only fine-tuning takes one")
+    if threads:
+        torch.set_num_threads(threads)
+    data = load_sessions(stores)
+    model = build_model(model_config, data.n_units, modes[stage])
+    extra = {"stage": stage, "stores": [str(s) for s in stores]}
+    if pretrained is not None:
+        init_shared_from(model, pretrained)
+        extra["pretrained"] = str(pretrained)
+    summary = train(model, data, TrainConfig.from_dict(train_config), out_dir, extra=extra)
+    _log.info("%s: best epoch %s, validation %s", stage, summary.get("best_epoch"), summary.get("best_val"))
+    return summary

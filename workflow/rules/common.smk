@@ -21,6 +21,16 @@ NEDS_VERSION = neds.__version__
 
 wildcard_constraints:
     eid=r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    kind=r"encoding|decoding",
+
+MODEL_KINDS = ("finetune", "scratch", "encoding", "decoding")
+STAGE_KEYS = ("pretrain", "finetune", "scratch", "encoding", "decoding")
+
+
+def train_settings(stage):
+    """TrainConfig settings of one stage: the stage's section plus the shared training keys."""
+    shared = {k: v for k, v in config["training"].items() if k not in STAGE_KEYS + ("threads", "gpus", "pretrain_gpus")}
+    return {**shared, **config["training"][stage]}
 
 
 def get_bin_session_input(wildcards):
@@ -40,8 +50,12 @@ def usable_sessions(role):
     return table.loc[table["usable"] & (table["role"] == role), "eid"].tolist()
 
 
-def get_final_outputs():
+def get_final_outputs(wildcards):
+    """Everything the default target builds: binned stores, then every model of every usable
+    held-out session (read from the summarize_sessions checkpoint)."""
     return [
         "results/binned/sessions.tsv",
         *expand("results/binned/{eid}.zarr", eid=ALL_EIDS),
+        "results/models/pretrain/summary.json",
+        *expand("results/models/{kind}/{eid}/summary.json", kind=MODEL_KINDS, eid=usable_sessions("heldout")),
     ]
