@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neds.data.dataset import TrialData
+from neds.data.dataset import random_trials
 from neds.model.masking import SCHEMES, draw_masks
 from neds.model.neds import ModelConfig
 from neds.train import build_model
@@ -42,24 +42,8 @@ CASES = {
 }
 
 
-def synthetic_data(n_sessions: int, n_units: int, trials_per_session: int, seed: int = 0) -> TrialData:
-    rng = np.random.default_rng(seed)
-    k = n_sessions * trials_per_session
-    units = [int(n_units * f) for f in rng.uniform(0.7, 1.0, n_sessions)]
-    units[0] = n_units
-    spikes = torch.from_numpy(rng.poisson(0.15, (k, 100, n_units)).astype(np.uint8))
-    session = torch.from_numpy(np.repeat(np.arange(n_sessions), trials_per_session))
-    for s, n in enumerate(units):
-        spikes[session == s, :, n:] = 0
-    return TrialData(
-        eids=[f"s{i}" for i in range(n_sessions)], n_units=units, spikes=spikes,
-        wheel=torch.rand(k, 100), whisker=torch.rand(k, 100),
-        choice=torch.from_numpy(rng.integers(0, 2, k)), block=torch.from_numpy(rng.integers(0, 3, k)),
-        session=session, split=np.array(["train"] * k), trial=torch.arange(k),
-    )
-
-
-def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int | None = None, repeats: int = 10) -> float:
+    n = n or (8192 if device.type == "cuda" else 2048)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
@@ -86,7 +70,9 @@ def run_case(case: str, device: torch.device, steps: int, attention_dropout: flo
     spec = CASES[case]
     batch = batch or spec["batch"]
     torch.manual_seed(0)
-    data = synthetic_data(spec["sessions"], spec["units"], max(2 * batch, 64))
+    rng = np.random.default_rng(0)
+    n_units = [spec["units"]] + [int(spec["units"] * f) for f in rng.uniform(0.7, 1.0, spec["sessions"] - 1)]
+    data = random_trials(n_units, max(2 * batch, 64), splits=(1.0, 0.0, 0.0))
     cfg = ModelConfig(**spec["model"], attention_dropout=attention_dropout)
     model = build_model(cfg, data.n_units).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)

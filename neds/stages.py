@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,11 +23,13 @@ _log = logging.getLogger(__name__)
 
 
 def log_to_file(path: str | Path | None, level: int = logging.INFO) -> None:
-    """Send this process's log records (neds, ONE, ibllib) to ``path`` (a rule's log file)."""
+    """Send this process's log records (neds, ONE, ibllib) and its standard error (warnings,
+    progress bars) to ``path``, a rule's log file; None logs to the terminal."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handlers = [logging.FileHandler(path, mode="w")]
+        sys.stderr = open(path, "w", buffering=1)  # noqa: SIM115 (lives as long as the job)
+        handlers = [logging.StreamHandler(sys.stderr)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
 
 

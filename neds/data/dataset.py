@@ -11,7 +11,7 @@ import torch
 from neds.io.store import open_binned
 from neds.model.neds import Batch
 
-__all__ = ["TrialData", "load_sessions"]
+__all__ = ["TrialData", "load_sessions", "random_trials"]
 
 
 @dataclass
@@ -102,4 +102,30 @@ def load_sessions(paths: list[str | Path], eids: list[str] | None = None) -> Tri
         session=torch.from_numpy(np.repeat(np.arange(len(datasets)), [ds.sizes["trial"] for ds in datasets])),
         split=np.concatenate([np.asarray(ds["split"].values, dtype=object) for ds in datasets]).astype(str),
         trial=cat("trial", np.int64),
+    )
+
+
+def random_trials(
+    n_units: list[int], trials_per_session: int, rate: float = 0.15, seed: int = 0, splits=(0.7, 0.15, 0.15)
+) -> TrialData:
+    """Random Poisson spikes and uniform behaviour in the layout of :class:`TrialData`, for tests and
+    benchmarks that need the shapes of real data but not its structure."""
+    rng = np.random.default_rng(seed)
+    s, k, t, n_max = len(n_units), trials_per_session, 100, max(n_units)
+    session = np.repeat(np.arange(s), k)
+    spikes = rng.poisson(rate, (s * k, t, n_max)).astype(np.uint8)
+    spikes *= (np.arange(n_max)[None, None, :] < np.asarray(n_units)[session][:, None, None]).astype(np.uint8)
+    n_train, n_val = int(splits[0] * k), int(splits[1] * k)
+    split = np.tile(np.array(["train"] * n_train + ["val"] * n_val + ["test"] * (k - n_train - n_val)), s)
+    return TrialData(
+        eids=[f"session-{i}" for i in range(s)],
+        n_units=list(n_units),
+        spikes=torch.from_numpy(spikes),
+        wheel=torch.from_numpy(rng.random((s * k, t), dtype=np.float32)),
+        whisker=torch.from_numpy(rng.random((s * k, t), dtype=np.float32)),
+        choice=torch.from_numpy(rng.integers(0, 2, s * k)),
+        block=torch.from_numpy(rng.integers(0, 3, s * k)),
+        session=torch.from_numpy(session),
+        split=split,
+        trial=torch.from_numpy(np.tile(np.arange(k), s)),
     )

@@ -1,0 +1,133 @@
+"""Training: overfitting, exact resume, fine-tuning, evaluation and the two-process gloo run."""
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from neds.data.dataset import random_trials
+from neds.model.masking import draw_masks
+from neds.model.neds import ModelConfig, NEDS
+from neds.train import TrainConfig, build_model, evaluate, init_shared_from, load_model, train
+
+TINY = ModelConfig(hidden=32, n_heads=4, mlp=64, n_layers=2, dropout=0.1, token_dropout=0.1)
+FAST = dict(batch_size=8, max_lr=3e-3, val_every=2, progress=False, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+def test_tiny_model_overfits_a_few_trials():
+    data = random_trials([6], 8, rate=0.5, splits=(1.0, 0.0, 0.0))
+    model = NEDS(ModelConfig(hidden=32, n_heads=4, mlp=64, n_layers=2, dropout=0.0, token_dropout=0.0), [6])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    batch = data.batch(torch.arange(8))
+    masks = draw_masks(8, 100, 0.3, torch.Generator().manual_seed(0))
+    y = batch.spikes
+    sel = (masks.spikes[:, :, None] & batch.unit_mask[:, None, :]).float()
+    floor = ((y - torch.xlogy(y, y)) * sel).sum() / sel.sum()  # Poisson NLL at the perfect rate
+
+    def excess():
+        out = model(batch, masks)
+        loss, parts = model.loss(out, batch, masks)
+        return loss, loss - parts["spikes"] + (parts["spikes"] - floor)
+
+    first = excess()[1].item()
+    for _ in range(400):
+        loss, _ = excess()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert excess()[1].item() < first / 10  # loss above its floor falls by an order of magnitude
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path):
+    data = random_trials([5, 9], 20)
+    cfg = TrainConfig(epochs=4, **FAST)
+    torch.manual_seed(1)
+    full = build_model(TINY, data.n_units)
+    train(full, data, cfg, tmp_path / "full")
+    torch.manual_seed(1)
+    part = build_model(TINY, data.n_units)
+    assert train(part, data, cfg, tmp_path / "part", stop_after_epoch=2) == {"interrupted_at_epoch": 2}
+    assert not (tmp_path / "part" / "model.pt").exists()
+    torch.manual_seed(123)  # a new process: whatever state, the run must continue from its checkpoint
+    resumed = build_model(TINY, data.n_units)
+    train(resumed, data, cfg, tmp_path / "part")
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    hist = [json.loads(line) for line in (tmp_path / "part" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    # a checkpoint of another run is refused rather than silently mixed in
+    with pytest.raises(ValueError, match="different run"):
+        train(build_model(TINY, data.n_units), data, TrainConfig(epochs=5, **FAST), tmp_path / "part")
+
+
+def test_outputs_and_evaluation(tmp_path):
+    data = random_trials([5, 9], 20)
+    summary = train(build_model(TINY, data.n_units), data, TrainConfig(epochs=2, **FAST), tmp_path)
+    assert (tmp_path / "model.pt").exists() and (tmp_path / "summary.json").exists()
+    assert summary["best_epoch"] == 2 and summary["vocab"]["n_units"] == [5, 9]
+    model, ckpt = load_model(tmp_path / "model.pt")
+    assert ckpt["vocab"]["eids"] == data.eids
+    metrics = evaluate(model, data, "val")
+    assert set(metrics) == {"bps", "choice_acc", "block_acc", "wheel_r2", "whisker_r2", "score"}
+    enc = build_model(TINY, data.n_units, "encoding")
+    assert set(evaluate(enc, data, "val")) == {"bps", "score"}
+
+
+def test_finetune_keeps_shared_weights_and_adds_the_session(tmp_path):
+    pre_data = random_trials([5, 9], 12)
+    pre = build_model(TINY, pre_data.n_units)
+    train(pre, pre_data, TrainConfig(epochs=1, **FAST), tmp_path / "pre")
+    pretrained, _ = load_model(tmp_path / "pre" / "model.pt")
+    new_data = random_trials([11], 12, seed=5)
+    new_data.eids = ["new-animal"]
+    fine = build_model(TINY, new_data.n_units)
+    copied = init_shared_from(fine, tmp_path / "pre" / "model.pt")
+    assert "blocks.0.qkv.weight" in copied and "mask_token" in copied and "session_emb" not in copied
+    for name, value in pretrained.shared_state_dict().items():
+        assert torch.equal(fine.state_dict()[name], value), name
+    assert fine.spk_w1.shape[1] == 11 and fine.session_emb.shape[0] == 1  # new session-specific layers
+    summary = train(fine, new_data, TrainConfig(epochs=1, **FAST), tmp_path / "fine")
+    assert summary["vocab"] == {"eids": ["new-animal"], "n_units": [11]}
+    # a checkpoint of another model size cannot be loaded into this one
+    other = build_model(ModelConfig(hidden=16, n_heads=2, mlp=32, n_layers=1), [4])
+    with pytest.raises(ValueError, match="does not match"):
+        init_shared_from(other, tmp_path / "pre" / "model.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    torch.manual_seed(0)  # same initial weights on both ranks (DDP also broadcasts rank 0's)
+    data = random_trials([5, 9], 16)
+    model = build_model(TINY, data.n_units)
+    train(model, data, TrainConfig(epochs=2, **FAST), out_dir)
+    torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    # the ranks trained: weights moved away from the initialisation
+    torch.manual_seed(0)
+    init = build_model(TINY, [5, 9]).state_dict()
+    assert not torch.equal(init["blocks.0.qkv.weight"], a["blocks.0.qkv.weight"])
