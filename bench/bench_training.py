@@ -130,7 +130,8 @@ def run_case(case: str, device: torch.device, steps: int, attention_dropout: flo
         "fraction_of_peak": flops / dt / 1e9 / peak,
     }
     if rss:
-        res.update(rss_first_mib=rss[0], rss_last_mib=rss[-1], rss_max_mib=max(rss))
+        res.update(rss_first_mib=rss[0], rss_last_mib=rss[-1], rss_max_mib=max(rss),
+                   rss_every_10_steps_mib=[round(r) for r in rss[::10]])
     if device.type == "cuda":
         res["cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return res

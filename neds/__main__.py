@@ -3,6 +3,8 @@
     python -m neds simulate  [--config config/config.yaml]
     python -m neds bin       --eid EID [--config ...] [--out results/binned]
     python -m neds sessions  [--config ...]            # list the configured sessions and roles
+    python -m neds train     --stage pretrain|finetune|scratch|encoding|decoding [--eid EID]
+    torchrun --nproc_per_node 4 -m neds train --stage pretrain   # data-parallel pretraining
 
 The config is validated against the workflow's schema exactly as the workflow does.
 """
@@ -32,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     p_bin.add_argument("--eid", required=True)
     p_bin.add_argument("--out", default="results/binned")
     sub.add_parser("sessions", help="print the configured sessions with their roles")
+    p_train = sub.add_parser("train", help="train one model on binned sessions (after `bin`)")
+    p_train.add_argument("--stage", required=True, choices=["pretrain", "finetune", "scratch", "encoding", "decoding"])
+    p_train.add_argument("--eid", help="held-out session (every stage but pretrain)")
+    p_train.add_argument("--binned", default="results/binned", help="folder of the binned stores and sessions.tsv")
+    p_train.add_argument("--models", default="results/models", help="output folder of the models")
     args = parser.parse_args(argv)
 
     from neds.config import binning_params, one_settings, session_lists, simulation_config
@@ -61,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             source=config["data"]["source"],
         )
         print(status)
+    elif args.command == "train":
+        _train(args, config)
     elif args.command == "sessions":
         pretrain, heldout = session_lists(config)
         for eid in pretrain:
@@ -68,6 +77,29 @@ def main(argv: list[str] | None = None) -> int:
         for eid in heldout:
             print(f"{eid}\theldout")
     return 0
+
+
+def _train(args, config: dict) -> None:
+    import pandas as pd
+
+    from neds.config import train_settings
+    from neds.stages import run_training
+
+    binned, models = Path(args.binned), Path(args.models)
+    table = pd.read_csv(binned / "sessions.tsv", sep="\t")
+    usable = table.loc[table["usable"].astype(bool)]
+    stage = args.stage
+    settings = train_settings(config, stage)
+    if stage == "pretrain":
+        eids = usable.loc[usable["role"] == "pretrain", "eid"].tolist()
+        out, pretrained = models / "pretrain", None
+    else:
+        if args.eid is None or args.eid not in set(usable["eid"]):
+            raise SystemExit(f"--eid must name a usable session of {binned / 'sessions.tsv'}")
+        eids, out = [args.eid], models / stage / args.eid
+        pretrained = models / "pretrain" / "model.pt" if stage == "finetune" else None
+    run_training(stage, [binned / f"{e}.zarr" for e in eids], out, config["model"], settings, pretrained=pretrained,
+                 threads=config["training"]["threads"])
 
 
 if __name__ == "__main__":

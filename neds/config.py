@@ -183,3 +183,17 @@ def simulation_config(config: dict[str, Any]):
         bin_size_s=config["binning"]["bin_size_s"],
         window_s=tuple(config["binning"]["window_s"]),
     )
+
+
+TRAINING_STAGES = ("pretrain", "finetune", "scratch", "encoding", "decoding")
+_EXECUTOR_KEYS = ("threads", "gpus", "pretrain_gpus")  # resources of the jobs, not TrainConfig fields
+
+
+def train_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
+    """:class:`neds.train.TrainConfig` fields of one stage: ``training.<stage>`` over the shared
+    ``training`` keys (device, seed, val_every, ...)."""
+    if stage not in TRAINING_STAGES:
+        raise ConfigError(f"unknown training stage {stage!r}; use one of {TRAINING_STAGES}")
+    training = config["training"]
+    shared = {k: v for k, v in training.items() if k not in TRAINING_STAGES + _EXECUTOR_KEYS}
+    return {**shared, **training[stage]}

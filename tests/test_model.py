@@ -164,3 +164,16 @@ def test_bad_configs_are_named():
 
 def test_behaviour_order():
     assert BEHAVIOURS == ("wheel", "whisker", "choice", "block")
+
+
+def test_bf16_autocast_forward_backward():
+    """The CUDA path runs under bfloat16 autocast; the same code must work there (checked on CPU)."""
+    data = random_trials(UNITS, 3)
+    model = NEDS(TINY, UNITS, "multimodal")
+    batch = batch_of(data, [0, 3, 6])
+    masks = draw_masks(3, 100, 0.3, torch.Generator().manual_seed(5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch, masks)
+        loss, _ = model.loss(out, batch, masks)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

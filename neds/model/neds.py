@@ -124,8 +124,9 @@ class Block(nn.Module):
         heads, d = self.cfg.n_heads, h // self.cfg.n_heads
         qkv = self.qkv(self.ln1(x)).view(b, length, 3, heads, d // 2, 2)
         # rotary embedding of q and k in one pass: channel pairs as complex numbers times e^(i t theta)
-        qk = torch.view_as_real(torch.view_as_complex(qkv[:, :, :2]) * rope[:, None, None, :])
-        q, k = qk.view(b, length, 2, heads, d).permute(2, 0, 3, 1, 4)  # (B, heads, L, D) each
+        # (in float32: complex bfloat16 does not exist; a no-op without autocast)
+        qk = torch.view_as_complex(qkv[:, :, :2].float()) * rope[:, None, None, :]
+        q, k = torch.view_as_real(qk).to(qkv.dtype).view(b, length, 2, heads, d).permute(2, 0, 3, 1, 4)
         v = qkv[:, :, 2].reshape(b, length, heads, d).transpose(1, 2)
         p = self.cfg.attention_dropout if self.training else 0.0
         att = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # bidirectional

@@ -5,6 +5,7 @@ from snakemake.utils import validate
 
 import neds
 from neds.config import check_consistency, session_lists
+from neds.config import train_settings as neds_train_settings
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -24,13 +25,11 @@ wildcard_constraints:
     kind=r"encoding|decoding",
 
 MODEL_KINDS = ("finetune", "scratch", "encoding", "decoding")
-STAGE_KEYS = ("pretrain", "finetune", "scratch", "encoding", "decoding")
 
 
 def train_settings(stage):
-    """TrainConfig settings of one stage: the stage's section plus the shared training keys."""
-    shared = {k: v for k, v in config["training"].items() if k not in STAGE_KEYS + ("threads", "gpus", "pretrain_gpus")}
-    return {**shared, **config["training"][stage]}
+    """TrainConfig settings of one stage (neds.config.train_settings)."""
+    return neds_train_settings(config, stage)
 
 
 def get_bin_session_input(wildcards):
