@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neds.data.binning import bin_edges, bin_spikes
+from neds.data.binning import bin_spikes
 
 WINDOW = (-0.5, 1.5)
 BIN = 0.02

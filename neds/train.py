@@ -18,7 +18,7 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -324,7 +324,6 @@ def train(
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     use_bf16 = tcfg.bf16 and device.type == "cuda"
-    per_rank = tcfg.batch_size // world
 
     def checkpoint(path: Path) -> None:
         _atomic_save(

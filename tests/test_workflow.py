@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 
 from neds.config import session_lists, validate_config
@@ -76,6 +77,35 @@ def test_data_stage_outputs(run):
     total_exp, total_obs = expected.sum(), observed.sum()
     assert abs(total_obs - total_exp) < 5 * np.sqrt(total_exp)
     np.testing.assert_array_equal(ds["unit_region"].values, truth["region"].values[idx])
+
+
+@pytest.mark.slow
+def test_training_stage_outputs(run):
+    import yaml
+
+    from neds.train import load_model
+
+    config = validate_config(yaml.safe_load((run / "config" / "config.yaml").read_text()))
+    pretrain, heldout = session_lists(config)
+    models = run / "results" / "models"
+    pre, ckpt = load_model(models / "pretrain" / "model.pt")
+    assert ckpt["vocab"]["eids"] == pretrain and pre.mode == "multimodal"
+    usable_heldout = heldout[:1]  # heldout[1] lacks motion energy: no models for it
+    for kind, mode in (("finetune", "multimodal"), ("scratch", "multimodal"), ("encoding", "encoding"), ("decoding", "decoding")):
+        model, ckpt = load_model(models / kind / usable_heldout[0] / "model.pt")
+        assert model.mode == mode and ckpt["vocab"]["eids"] == usable_heldout
+        summary = json.loads((models / kind / usable_heldout[0] / "summary.json").read_text())
+        assert summary["epochs"] == 2 and summary["best_epoch"] in (1, 2)
+        history = (models / kind / usable_heldout[0] / "history.jsonl").read_text().splitlines()
+        assert len(history) == 2
+        assert not (models / kind / heldout[1]).exists()
+    finetuned, _ = load_model(models / "finetune" / usable_heldout[0] / "model.pt")
+    assert json.loads((models / "finetune" / usable_heldout[0] / "summary.json").read_text())["extra"]["pretrained"]
+    n_units = open_binned(run / "results" / "binned" / f"{usable_heldout[0]}.zarr").sizes["unit"]
+    assert finetuned.n_units.tolist() == [n_units] and finetuned.spk_w1.shape[:2] == (1, n_units)
+    for name, value in finetuned.shared_state_dict().items():  # trained on: moved from the pretrained
+        if name.startswith("blocks.0.qkv.weight"):
+            assert not torch.equal(value, pre.shared_state_dict()[name])
 
 
 @pytest.mark.slow

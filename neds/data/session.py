@@ -18,24 +18,13 @@ from neds.data.trials import (
     trial_exclusion,
     trial_split,
 )
-from neds.io.ibl import RawSession
+from neds.io.ibl import TRIAL_FIELDS, RawSession
 from neds.io.store import text_array
 
 __all__ = ["BinningParams", "BinnedSession", "bin_session", "TRIAL_EVENT_COORDS"]
 
 # trial-table columns stored as coordinates on the `trial` dim
-TRIAL_EVENT_COORDS = (
-    "stimOn_times",
-    "goCue_times",
-    "firstMovement_times",
-    "feedback_times",
-    "choice",
-    "feedbackType",
-    "probabilityLeft",
-    "contrastLeft",
-    "contrastRight",
-)
-BEHAVIOURS = ("wheel_speed", "whisker_motion_energy")
+TRIAL_EVENT_COORDS = (*TRIAL_FIELDS, "contrastLeft", "contrastRight")
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ the input, their hidden units are masked, and they never reach a loss (see :meth
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from neds.model.masking import BEHAVIOURS, Masks
+from neds.model.masking import Masks
 
 __all__ = ["ModelConfig", "NEDS", "Batch", "Output", "MODES"]
 
