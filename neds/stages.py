@@ -17,7 +17,7 @@ from neds.data.session import BinningParams, bin_session
 from neds.io.ibl import OneSettings, connect, download_session, load_session
 from neds.io.store import SESSION_COLUMNS, write_table, write_unusable, write_zarr
 
-__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "run_training", "log_to_file"]
+__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "run_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "oracle_rates", "log_to_file"]
 
 _log = logging.getLogger(__name__)
 
@@ -138,3 +138,149 @@ def run_training(
     summary = train(model, data, TrainConfig.from_dict(train_config), out_dir, extra=extra)
     _log.info("%s: best epoch %s, validation %s", stage, summary.get("best_epoch"), summary.get("best_val"))
     return summary
+
+
+def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: "np.ndarray") -> "np.ndarray":
+    """The simulator's expected counts (K, T, N) for the given ALF trial indices and the store's units."""
+    import numpy as np
+
+    from neds.io.store import open_binned, open_zarr
+
+    ds = open_binned(data_store, load=False)
+    truth = open_zarr(truth_path)
+    key = {(str(p), int(c)): i for i, (p, c) in enumerate(zip(truth["probe"].values, truth["cluster_id"].values))}
+    try:
+        units = [key[(str(p), int(c))] for p, c in zip(ds["unit_probe"].values, ds["unit_cluster_id"].values)]
+    except KeyError as exc:
+        raise ValueError(f"unit {exc} of {data_store} is not in the ground truth {truth_path}; regenerate both") from None
+    expected = truth["expected_counts"].values  # (all trials, T, all units)
+    return np.asarray(expected[np.asarray(trials)][:, :, units], dtype=np.float64)
+
+
+def run_evaluate_session(
+    store: str | Path,
+    models: dict[str, str | Path],
+    out_metrics: str | Path,
+    out_predictions: str | Path,
+    truth: str | Path | None = None,
+    split: str = "test",
+) -> list[dict]:
+    """Score every method on one held-out session's ``split`` trials.
+
+    models : method name -> NEDS checkpoint (e.g. neds_finetuned, neds_scratch, unimodal_encoding,
+        unimodal_decoding). The linear baselines are fitted here; ``truth`` (simulated data) adds the
+        oracle. Writes one JSON list of rows (method, eid, metrics) and one Zarr store of
+        predictions and per-unit metrics per method under ``out_predictions``.
+    """
+    from neds.data.dataset import load_sessions
+    from neds.evaluate.baselines import linear_decoding, linear_encoding
+    from neds.evaluate.evaluation import predict_neds, predictions_dataset, score
+    from neds.train import load_model
+
+    data = load_sessions([store])
+    eid = data.eids[0]
+    methods: dict[str, tuple[dict, dict]] = {}
+    for name, path in models.items():
+        model, ckpt = load_model(path)
+        if ckpt["vocab"]["eids"] != [eid]:
+            raise ValueError(f"{path} was trained on {ckpt['vocab']['eids']}, not on {eid}")
+        methods[name] = (predict_neds(model, data, split), {"checkpoint": str(path), "best_epoch": ckpt["state"]["best_epoch"]})
+    enc, enc_info = linear_encoding(data, split)
+    dec, dec_info = linear_decoding(data, split)
+    methods["linear"] = ({**enc, **dec}, {**enc_info, **dec_info})
+    if truth is not None:
+        idx = data.indices(split)
+        methods["oracle"] = ({"rate": oracle_rates(truth, store, data.trial[idx].numpy())}, {"source": str(truth)})
+    rows = []
+    out_predictions = Path(out_predictions)
+    for name, (pred, info) in methods.items():
+        row, per_unit = score(pred, data, split)
+        rows.append({"method": name, "eid": eid, "split": split, "n_trials": int(len(data.indices(split))),
+                     "n_units": int(data.n_units[0]), **row, "info": info})
+        ds = predictions_dataset(pred, per_unit, data, split, {"eid": eid, "method": name, "split": split})
+        from neds.io.store import write_zarr
+
+        write_zarr(ds, out_predictions / f"{name}.zarr")
+    _write_json({"rows": rows}, out_metrics)
+    return rows
+
+
+def run_summarize_evaluation(metric_files: list[str | Path], out_table: str | Path, out_summary: str | Path,
+                             out_gain: str | Path, out_markdown: str | Path) -> "pd.DataFrame":
+    """Per-session metrics files -> results/tables (per session, summary, pretraining gain) and summary.md."""
+    from neds.evaluate.tables import collect_rows, pretraining_gain, summarize, summary_markdown
+
+    df = collect_rows(metric_files)
+    summary = summarize(df)
+    gain = pretraining_gain(df)
+    write_table(df, out_table)
+    write_table(summary, out_summary)
+    write_table(gain, out_gain)
+    Path(out_markdown).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_markdown).write_text(summary_markdown(summary, gain))
+    return summary
+
+
+def run_probe(
+    target: str,
+    runs: list[tuple[str | Path, list[str | Path]]],
+    out_json: str | Path,
+    out_embeddings: str | Path,
+    seed: int = 0,
+) -> dict:
+    """Brain-region probing of the unit embeddings of trained models.
+
+    runs : (checkpoint, its binned stores in the order of its session vocabulary) pairs: one pair
+        for the pretrained model, or one pair per fine-tuned held-out session.
+    Units outside the five target regions are left out (counted in the output).
+    """
+    import numpy as np
+    import xarray as xr
+
+    from neds.evaluate.probing import FEATURE_SETS, TARGET_REGIONS, probe, unit_embeddings
+    from neds.io.store import as_str, open_binned, text_array
+    from neds.train import load_model
+
+    feats: dict[str, list] = {k: [] for k in FEATURE_SETS}
+    regions, sessions = [], []
+    for ckpt_path, stores in runs:
+        model, ckpt = load_model(ckpt_path)
+        datasets = [open_binned(s) for s in stores]
+        if [d.attrs["eid"] for d in datasets] != ckpt["vocab"]["eids"]:
+            raise ValueError(f"stores {stores} do not match the sessions of {ckpt_path}")
+        for emb, ds in zip(unit_embeddings(model), datasets):
+            for key in ("input", "output", "both"):
+                feats[key].append(emb[key])
+            feats["mean_rate"].append(np.log(ds["unit_firing_rate_hz"].values)[:, None])
+            feats["psth"].append(ds["spikes"].values.mean(axis=0).T.astype(np.float64))  # (N, T)
+            regions.append(as_str(ds["unit_region"].values))
+            sessions.append(np.full(ds.sizes["unit"], ds.attrs["eid"]))
+    regions_all, sessions_all = np.concatenate(regions), np.concatenate(sessions)
+    keep = np.isin(regions_all, TARGET_REGIONS)
+    labels = regions_all[keep]
+    counts = {r: int((labels == r).sum()) for r in TARGET_REGIONS}
+    out = {
+        "target": target,
+        "n_units": int(keep.sum()),
+        "n_units_outside_targets": int((~keep).sum()),
+        "units_per_region": counts,
+        "regions": list(TARGET_REGIONS),
+        "chance": max(counts.values()) / max(1, sum(counts.values())),
+    }
+    try:
+        out["results"] = {name: probe(np.concatenate(feats[name])[keep], labels, seed=seed) for name in FEATURE_SETS}
+    except ValueError as exc:  # too few units per region (tiny runs): recorded, not fatal
+        out["skipped"] = str(exc)
+        out["results"] = {}
+        _log.warning("probing %s skipped: %s", target, exc)
+    _write_json(out, out_json)
+    both = np.concatenate(feats["both"])[keep]
+    both = (both - both.mean(0)) / np.where(both.std(0) > 0, both.std(0), 1.0)
+    ds = xr.Dataset(
+        {"embedding": (("unit", "feature"), both.astype(np.float32))},
+        coords={"region": ("unit", text_array(labels)), "session": ("unit", text_array(sessions_all[keep]))},
+        attrs={"target": target, "description": "standardised input+output layer embeddings (neds.evaluate.probing)"},
+    )
+    write_zarr(ds, out_embeddings)
+    _log.info("probing %s: %s", target, {k: round(v["accuracy"], 3) for k, v in out["results"].items()})
+    return out

@@ -109,6 +109,32 @@ def test_training_stage_outputs(run):
 
 
 @pytest.mark.slow
+def test_evaluation_outputs(run):
+    import yaml
+
+    config = validate_config(yaml.safe_load((run / "config" / "config.yaml").read_text()))
+    _, heldout = session_lists(config)
+    table = pd.read_csv(run / "results" / "tables" / "metrics.tsv", sep="\t")
+    assert set(table["eid"]) == {heldout[0]}  # the skipped session is not evaluated
+    assert list(table["method"]) == ["neds_finetuned", "neds_scratch", "unimodal_encoding", "unimodal_decoding", "linear", "oracle"]
+    rows = table.set_index("method")
+    assert rows.loc["oracle", "bps_unit_mean"] > 0  # the truth beats the mean-rate null
+    assert np.isnan(rows.loc["unimodal_encoding", "choice_acc"]) and np.isnan(rows.loc["unimodal_decoding", "bps_unit_mean"])
+    for method in ("neds_finetuned", "linear"):
+        assert 0 <= rows.loc[method, "choice_acc"] <= 1 and np.isfinite(rows.loc[method, "bps_pooled"])
+    pred = open_binned(run / "results" / "evaluation" / heldout[0] / "predictions" / "neds_finetuned.zarr")
+    store = open_binned(run / "results" / "binned" / f"{heldout[0]}.zarr")
+    test_trials = store["trial"].values[np.asarray(store["split"].values, dtype=object).astype(str) == "test"]
+    np.testing.assert_array_equal(pred["trial"].values, test_trials)
+    assert pred["rate"].shape == (len(test_trials), 100, store.sizes["unit"])
+    summary_md = (run / "results" / "summary.md").read_text()
+    assert "| neds_finetuned | 1 |" in summary_md and "oracle" in summary_md
+    for target in ("pretrain", "finetune"):
+        probe = json.loads((run / "results" / "probing" / target / "probe.json").read_text())
+        assert probe["n_units"] > 0 and (probe["results"] or probe["skipped"])
+
+
+@pytest.mark.slow
 def test_rerun_is_a_no_op_and_lint_is_clean(run):
     proc = snakemake(run, "--cores", "1", "-n")
     assert proc.returncode == 0

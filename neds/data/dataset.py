@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neds.io.store import open_binned
+from neds.io.store import as_str, open_binned
 from neds.model.neds import Batch
 
 __all__ = ["TrialData", "load_sessions", "random_trials"]
@@ -100,7 +100,7 @@ def load_sessions(paths: list[str | Path], eids: list[str] | None = None) -> Tri
         choice=cat("choice", np.int64),
         block=cat("block", np.int64),
         session=torch.from_numpy(np.repeat(np.arange(len(datasets)), [ds.sizes["trial"] for ds in datasets])),
-        split=np.concatenate([np.asarray(ds["split"].values, dtype=object) for ds in datasets]).astype(str),
+        split=np.concatenate([as_str(ds["split"].values) for ds in datasets]),
         trial=cat("trial", np.int64),
     )
 

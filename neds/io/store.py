@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["text_array", "open_zarr", "write_zarr", "open_binned", "is_usable", "write_unusable", "SESSION_COLUMNS", "write_table"]
+__all__ = ["text_array", "as_str", "open_zarr", "write_zarr", "open_binned", "is_usable", "write_unusable", "SESSION_COLUMNS", "write_table"]
 
 SESSION_COLUMNS = (
     "eid",
@@ -33,6 +33,11 @@ def text_array(values) -> np.ndarray:
     """Variable-length strings (numpy StringDType), which Zarr v3 stores with a stable spec;
     fixed-width ``<U`` text has none (zarr's UnstableSpecificationWarning)."""
     return np.asarray([str(v) for v in values], dtype=np.dtypes.StringDType())
+
+
+def as_str(values) -> np.ndarray:
+    """Text read back from a store (numpy StringDType) as a plain ``<U`` array."""
+    return np.asarray(values, dtype=object).astype(str)
 
 
 def open_zarr(path: str | Path) -> xr.Dataset:

@@ -23,6 +23,7 @@ NEDS_VERSION = neds.__version__
 wildcard_constraints:
     eid=r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
     kind=r"encoding|decoding",
+    target=r"pretrain|finetune",
 
 MODEL_KINDS = ("finetune", "scratch", "encoding", "decoding")
 
@@ -49,6 +50,23 @@ def usable_sessions(role):
     return table.loc[table["usable"] & (table["role"] == role), "eid"].tolist()
 
 
+def get_probe_input(wildcards):
+    """Models and binned stores whose unit embeddings a probe reads, in matching order."""
+    if wildcards.target == "pretrain":
+        eids = usable_sessions("pretrain")
+        return {"models": ["results/models/pretrain/model.pt"], "stores": expand("results/binned/{eid}.zarr", eid=eids)}
+    eids = usable_sessions("heldout")
+    return {
+        "models": expand("results/models/finetune/{eid}/model.pt", eid=eids),
+        "stores": expand("results/binned/{eid}.zarr", eid=eids),
+    }
+
+
+def get_ground_truth():
+    """The simulator's ground truth folder (oracle), or nothing for real data."""
+    return f"{SIM_DIR}/ground_truth" if SIMULATED else []
+
+
 def get_final_outputs(wildcards):
     """Everything the default target builds: binned stores, then every model of every usable
     held-out session (read from the summarize_sessions checkpoint)."""
@@ -57,4 +75,7 @@ def get_final_outputs(wildcards):
         *expand("results/binned/{eid}.zarr", eid=ALL_EIDS),
         "results/models/pretrain/summary.json",
         *expand("results/models/{kind}/{eid}/summary.json", kind=MODEL_KINDS, eid=usable_sessions("heldout")),
+        "results/tables/metrics.tsv",
+        "results/summary.md",
+        *expand("results/probing/{target}/probe.json", target=("pretrain", "finetune")),
     ]

@@ -1,0 +1,138 @@
+"""Encoding and decoding evaluations of one held-out session (REFERENCE.md, Evaluation).
+
+Every method is reduced to predictions on the session's test trials, in one layout:
+
+* ``rate`` (K, T, N): predicted expected spike counts per bin (encoding, all behaviour visible);
+* ``rate_from_<behaviour>`` (K, T, N): encoding from one behaviour, the others masked (Table 1);
+* ``wheel``, ``whisker`` (K, T), ``choice_prob`` (K, 2), ``block_prob`` (K, 3): decoding.
+
+:func:`score` turns whatever predictions a method has into the metrics table row, so NEDS, the
+unimodal models, the baselines and the oracle are scored by the same code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from neds.data.dataset import TrialData
+from neds.evaluate.metrics import (
+    accuracy,
+    balanced_accuracy,
+    bits_per_spike,
+    poisson_deviance_explained,
+    psth_r2,
+    r2_score,
+    single_trial_r2,
+)
+from neds.model.masking import BEHAVIOURS, eval_masks
+from neds.model.neds import NEDS
+
+__all__ = ["predict_neds", "score", "conditions", "predictions_dataset", "ENCODING_KEYS", "DECODING_KEYS"]
+
+ENCODING_KEYS = ("bps_unit_mean", "bps_pooled", "deviance_explained", "single_trial_r2", "psth_r2")
+DECODING_KEYS = ("choice_acc", "choice_balanced_acc", "block_acc", "block_balanced_acc", "wheel_r2", "whisker_r2")
+
+
+@torch.no_grad()
+def _run(model: NEDS, data: TrialData, idx: torch.Tensor, masks_fn, batch_size: int, device) -> dict[str, np.ndarray]:
+    outs: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(idx), batch_size):
+        batch = data.batch(idx[start : start + batch_size]).to(device)
+        out = model(batch, masks_fn(batch.spikes.shape[0]).to(device))
+        for name in ("spikes", "wheel", "whisker", "choice", "block"):
+            outs.setdefault(name, []).append(getattr(out, name).float().cpu())
+    return {k: torch.cat(v).numpy() for k, v in outs.items()}
+
+
+def predict_neds(
+    model: NEDS, data: TrialData, split: str = "test", batch_size: int = 64, per_behaviour: bool = True
+) -> dict[str, np.ndarray]:
+    """Predictions of a NEDS model (any mode) on one session's trials of ``split``.
+
+    The model's session 0 must be the data's session (fine-tuned, scratch and unimodal models are
+    trained on one held-out session). Encoding outputs only for modes that predict spikes,
+    decoding outputs only for modes that predict behaviour.
+    """
+    if len(data.eids) != 1:
+        raise ValueError("predict_neds evaluates one session at a time; load a single store")
+    model.eval()
+    device = next(model.parameters()).device
+    idx = data.indices(split)
+    n, t = data.n_units[0], data.spikes.shape[1]
+    pred: dict[str, np.ndarray] = {}
+    if model.mode in ("multimodal", "encoding"):
+        out = _run(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device)
+        pred["rate"] = np.exp(out["spikes"][:, :, :n])
+        if per_behaviour and model.mode == "multimodal":
+            for beh in BEHAVIOURS:
+                out = _run(model, data, idx, lambda b, k=beh: eval_masks("encoding_from", b, t, keep=k), batch_size, device)
+                pred[f"rate_from_{beh}"] = np.exp(out["spikes"][:, :, :n])
+    if model.mode in ("multimodal", "decoding"):
+        out = _run(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device)
+        pred["wheel"], pred["whisker"] = out["wheel"], out["whisker"]
+        pred["choice_prob"] = torch.softmax(torch.from_numpy(out["choice"]), -1).numpy()
+        pred["block_prob"] = torch.softmax(torch.from_numpy(out["block"]), -1).numpy()
+    return pred
+
+
+def conditions(choice: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Condition label per trial for PSTHs: choice x block (e.g. 'c1-b2')."""
+    return np.array([f"c{c}-b{b}" for c, b in zip(np.asarray(choice), np.asarray(block))])
+
+
+def score(pred: dict[str, np.ndarray], data: TrialData, split: str = "test") -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Metrics of one method's predictions on one session.
+
+    Returns
+    -------
+    (row, per_unit): ``row`` maps metric names to floats (encoding: ENCODING_KEYS, plus
+    ``bps_from_<behaviour>`` where predicted; decoding: DECODING_KEYS); ``per_unit`` maps
+    per-unit metric names to (N,) arrays.
+    """
+    idx = data.indices(split)
+    n = data.n_units[0]
+    counts = data.spikes[idx][:, :, :n].numpy().astype(np.float64)
+    choice, block = data.choice[idx].numpy(), data.block[idx].numpy()
+    row: dict[str, float] = {}
+    per_unit: dict[str, np.ndarray] = {}
+    if "rate" in pred:
+        rate = pred["rate"]
+        per_unit["bps"] = bits_per_spike(counts, rate)
+        per_unit["deviance_explained"] = poisson_deviance_explained(counts, rate)
+        per_unit["single_trial_r2"] = single_trial_r2(counts, rate)
+        per_unit["psth_r2"] = psth_r2(counts, rate, conditions(choice, block))
+        row["bps_unit_mean"] = float(np.nanmean(per_unit["bps"]))
+        row["bps_pooled"] = bits_per_spike(counts, rate, pooled=True)
+        for key in ("deviance_explained", "single_trial_r2", "psth_r2"):
+            row[key] = float(np.nanmean(per_unit[key]))
+        for beh in BEHAVIOURS:
+            if f"rate_from_{beh}" in pred:
+                row[f"bps_from_{beh}"] = float(np.nanmean(bits_per_spike(counts, pred[f"rate_from_{beh}"])))
+    if "wheel" in pred:
+        row["wheel_r2"] = r2_score(data.wheel[idx].numpy(), pred["wheel"])
+        row["whisker_r2"] = r2_score(data.whisker[idx].numpy(), pred["whisker"])
+    if "choice_prob" in pred:
+        c_hat, b_hat = pred["choice_prob"].argmax(1), pred["block_prob"].argmax(1)
+        row["choice_acc"], row["choice_balanced_acc"] = accuracy(choice, c_hat), balanced_accuracy(choice, c_hat)
+        row["block_acc"], row["block_balanced_acc"] = accuracy(block, b_hat), balanced_accuracy(block, b_hat)
+    return row, per_unit
+
+
+def predictions_dataset(pred: dict[str, np.ndarray], per_unit: dict[str, np.ndarray], data: TrialData, split: str, attrs: dict) -> xr.Dataset:
+    """Predictions and per-unit metrics as an xarray dataset (dims trial, time, unit)."""
+    idx = data.indices(split)
+    n = data.n_units[0]
+    variables = {}
+    for key, value in pred.items():
+        if value.ndim == 3:
+            variables[key] = (("trial", "time", "unit"), value.astype(np.float32))
+        elif value.ndim == 2 and value.shape[1] == data.spikes.shape[1]:
+            variables[key] = (("trial", "time"), value.astype(np.float32))
+        else:
+            variables[key] = (("trial", f"{key.split('_')[0]}_class"), value.astype(np.float32))
+    for key, value in per_unit.items():
+        variables[f"unit_{key}"] = (("unit",), value.astype(np.float64))
+    coords = {"trial": data.trial[idx].numpy(), "unit": np.arange(n)}
+    return xr.Dataset(variables, coords=coords, attrs=attrs)

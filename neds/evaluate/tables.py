@@ -1,0 +1,84 @@
+"""Tables of the evaluation: one row per (method, session), summaries over sessions, Markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neds.evaluate.evaluation import DECODING_KEYS, ENCODING_KEYS
+
+__all__ = ["collect_rows", "summarize", "pretraining_gain", "summary_markdown", "METHOD_ORDER", "HEADLINE"]
+
+METHOD_ORDER = ("neds_finetuned", "neds_scratch", "unimodal_encoding", "unimodal_decoding", "linear", "oracle")
+HEADLINE = ("bps_unit_mean", "bps_pooled", "choice_acc", "block_acc", "wheel_r2", "whisker_r2")
+
+
+def collect_rows(metric_files: list[str | Path]) -> pd.DataFrame:
+    """All rows of the per-session metrics files, one per (method, session), methods in order."""
+    rows = []
+    for path in metric_files:
+        for row in json.loads(Path(path).read_text())["rows"]:
+            rows.append({k: v for k, v in row.items() if k != "info"})
+    df = pd.DataFrame(rows)
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    df["_order"] = df["method"].map(lambda m: order.get(m, len(order)))
+    return df.sort_values(["_order", "eid"]).drop(columns="_order").reset_index(drop=True)
+
+
+def _metric_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c not in ("method", "eid", "split", "n_trials", "n_units")]
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method: mean, s.e.m. (ddof 1) and number of sessions of every metric."""
+    out = []
+    for method, group in df.groupby("method", sort=False):
+        row = {"method": method, "n_sessions": int(group["eid"].nunique())}
+        for col in _metric_columns(df):
+            values = group[col].dropna().to_numpy(dtype=float)
+            row[f"{col}_mean"] = float(values.mean()) if values.size else np.nan
+            row[f"{col}_sem"] = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else np.nan
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def pretraining_gain(df: pd.DataFrame, pretrained: str = "neds_finetuned", scratch: str = "neds_scratch") -> pd.DataFrame:
+    """Gain of pretraining in percent, per metric: 100 * (mean pretrained - mean scratch) / |mean scratch|
+    over the sessions both were evaluated on (the relative improvement the paper reports)."""
+    a = df[df["method"] == pretrained].set_index("eid")
+    b = df[df["method"] == scratch].set_index("eid")
+    common = a.index.intersection(b.index)
+    rows = []
+    for col in (*ENCODING_KEYS, *DECODING_KEYS):
+        if col in a and col in b and len(common):
+            ma, mb = float(a.loc[common, col].mean()), float(b.loc[common, col].mean())
+            rows.append({"metric": col, pretrained: ma, scratch: mb,
+                         "gain_percent": 100.0 * (ma - mb) / abs(mb) if mb != 0 else np.nan, "n_sessions": len(common)})
+    return pd.DataFrame(rows)
+
+
+def _fmt(mean: float, sem: float) -> str:
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.3f} ± {sem:.3f}" if not np.isnan(sem) else f"{mean:.3f}"
+
+
+def summary_markdown(summary: pd.DataFrame, gain: pd.DataFrame, title: str = "NEDS evaluation") -> str:
+    """The headline table (mean ± s.e.m. over held-out sessions) and the pretraining gain, as Markdown."""
+    cols = [c for c in HEADLINE if f"{c}_mean" in summary]
+    lines = [f"# {title}", "", "Held-out sessions, test trials; mean ± s.e.m. over sessions.", ""]
+    lines.append("| method | sessions | " + " | ".join(cols) + " |")
+    lines.append("|---|---|" + "---|" * len(cols))
+    for _, row in summary.iterrows():
+        cells = [_fmt(row[f"{c}_mean"], row[f"{c}_sem"]) for c in cols]
+        lines.append(f"| {row['method']} | {row['n_sessions']} | " + " | ".join(cells) + " |")
+    if len(gain):
+        lines += ["", "Gain of pretraining then fine-tuning over training from scratch (percent of the scratch value):", ""]
+        lines.append("| metric | fine-tuned | scratch | gain (%) |")
+        lines.append("|---|---|---|---|")
+        for _, g in gain.iterrows():
+            lines.append(f"| {g['metric']} | {g.iloc[1]:.3f} | {g.iloc[2]:.3f} | {g['gain_percent']:+.1f} |")
+    return "\n".join(lines) + "\n"

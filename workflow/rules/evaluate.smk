@@ -1,0 +1,78 @@
+# Evaluation stage: every model and baseline on each usable held-out session's test trials,
+# then the tables and the Markdown summary.
+
+
+rule evaluate_session:
+    input:
+        store="results/binned/{eid}.zarr",
+        finetuned="results/models/finetune/{eid}/model.pt",
+        scratch="results/models/scratch/{eid}/model.pt",
+        encoding="results/models/encoding/{eid}/model.pt",
+        decoding="results/models/decoding/{eid}/model.pt",
+        truth=get_ground_truth(),
+    output:
+        metrics="results/evaluation/{eid}/metrics.json",
+        predictions=directory("results/evaluation/{eid}/predictions"),
+    params:
+        split="test",
+        neds_version=NEDS_VERSION,
+    log:
+        "logs/evaluate_session/{eid}.log",
+    benchmark:
+        "benchmarks/evaluate_session/{eid}.tsv"
+    conda:
+        "../envs/neds.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/evaluate_session.py"
+
+
+rule summarize_evaluation:
+    input:
+        metrics=lambda wc: expand("results/evaluation/{eid}/metrics.json", eid=usable_sessions("heldout")),
+    output:
+        table="results/tables/metrics.tsv",
+        summary="results/tables/summary.tsv",
+        gain="results/tables/pretraining_gain.tsv",
+        markdown="results/summary.md",
+    params:
+        neds_version=NEDS_VERSION,
+    log:
+        "logs/summarize_evaluation.log",
+    benchmark:
+        "benchmarks/summarize_evaluation.tsv"
+    conda:
+        "../envs/neds.yaml"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/summarize_evaluation.py"
+
+
+rule probe_regions:
+    input:
+        unpack(get_probe_input),
+    output:
+        probe="results/probing/{target}/probe.json",
+        embeddings=directory("results/probing/{target}/embeddings.zarr"),
+    params:
+        seed=config["training"]["seed"],
+        neds_version=NEDS_VERSION,
+    log:
+        "logs/probe_regions/{target}.log",
+    benchmark:
+        "benchmarks/probe_regions/{target}.tsv"
+    conda:
+        "../envs/neds.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/probe_regions.py"
