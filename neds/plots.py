@@ -1,0 +1,582 @@
+"""Figures of the evaluation, the pretraining gain, example predictions, probing and training.
+
+Every ``plot_*`` function takes data objects (DataFrames, xarray datasets, dicts) or the paths
+of the workflow's files, and returns a :class:`matplotlib.figure.Figure`; :func:`save_figure`
+writes it as PNG (150 dpi) and SVG. Figures are built with ``Figure`` directly, not pyplot, so
+nothing depends on a display or on pyplot's global figure list, and no style is set at import.
+
+Conventions: spike counts are per bin, rates in Hz are count / bin width; wheel speed and whisker
+motion energy are min-max scaled per session (dimensionless, [0, 1]); accuracies are fractions
+of test trials; R² and bits per spike are dimensionless. Points are sessions unless said otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from scipy.ndimage import gaussian_filter1d
+
+from neds.evaluate.evaluation import ENCODING_KEYS
+from neds.evaluate.metrics import r2_score
+from neds.evaluate.tables import METHOD_ORDER
+from neds.io.store import as_str, open_binned, open_zarr
+
+__all__ = [
+    "save_figure",
+    "read_history",
+    "choose_example_unit",
+    "plot_methods_encoding",
+    "plot_methods_decoding",
+    "plot_pretraining_gain",
+    "plot_examples",
+    "plot_probing",
+    "plot_training_curves",
+    "summary_html",
+    "METHOD_STYLE",
+    "METRIC_LABELS",
+]
+
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "svg.fonttype": "none",  # text stays text in the SVG
+    "svg.hashsalt": "neds",  # fixed element ids: the same figure gives the same SVG bytes
+}
+DPI = 150
+
+# method -> (axis label, colour)
+METHOD_STYLE = {
+    "neds_finetuned": ("NEDS\nfine-tuned", "#1f5f99"),
+    "neds_scratch": ("NEDS\nfrom scratch", "#74a9cf"),
+    "unimodal_encoding": ("unimodal\nencoding", "#d9822b"),
+    "unimodal_decoding": ("unimodal\ndecoding", "#d9822b"),
+    "linear": ("linear\nbaseline", "#7f7f7f"),
+    "rrr": ("reduced-rank\nregression", "#a6761d"),
+    "oracle": ("oracle\n(true rates)", "#222222"),
+}
+METRIC_LABELS = {
+    "bps_unit_mean": "bits per spike (mean over units)",
+    "bps_pooled": "bits per spike (pooled over units)",
+    "deviance_explained": "Poisson deviance explained",
+    "single_trial_r2": "single-trial R²",
+    "psth_r2": "PSTH R²",
+    "choice_acc": "choice accuracy (fraction correct)",
+    "block_acc": "block accuracy (fraction correct)",
+    "wheel_r2": "wheel speed R²",
+    "whisker_r2": "whisker motion energy R²",
+}
+FLOOR = -1.0  # bits per spike and R² below this are drawn on the axis edge as a down triangle
+BLOCK_STYLE = {0: ("pLeft 0.2", "#2166ac"), 1: ("pLeft 0.5", "#888888"), 2: ("pLeft 0.8", "#b2182b")}
+CHOICE_LABELS = {0: "choice −1", 1: "choice +1"}  # IBL choice values of classes 0 / 1
+REGION_COLOURS = {"CA1": "#1b9e77", "DG": "#d95f02", "LP": "#7570b3", "PO": "#e7298a", "VISa": "#66a61e"}
+FEATURE_LABELS = {"input": "input\nembedding", "output": "output\nembedding", "both": "input +\noutput",
+                  "mean_rate": "mean rate", "psth": "PSTH"}
+KIND_TITLES = {
+    "pretrain": "pretraining (all pretraining sessions)",
+    "finetune": "fine-tuning (per held-out session)",
+    "scratch": "from scratch (per held-out session)",
+    "encoding": "unimodal encoding (per held-out session)",
+    "decoding": "unimodal decoding (per held-out session)",
+}
+SCORE_LABELS = {
+    "encoding": "validation bits per spike",
+    "decoding": "validation score\n(mean of 4 decoding scores)",
+}
+
+
+def save_figure(fig: Figure, png: str | Path, svg: str | Path | None = None) -> None:
+    """Write ``fig`` as PNG at 150 dpi and as SVG (by default beside the PNG, same stem)."""
+    png = Path(png)
+    svg = Path(svg) if svg is not None else png.with_suffix(".svg")
+    for path in (png, svg):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with mpl.rc_context(STYLE):
+        fig.savefig(png, dpi=DPI, format="png")
+        fig.savefig(svg, format="svg", metadata={"Date": None})  # no timestamp: reproducible bytes
+
+
+def _table(table: pd.DataFrame | str | Path) -> pd.DataFrame:
+    return table if isinstance(table, pd.DataFrame) else pd.read_csv(table, sep="\t")
+
+
+def _methods(df: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    """Methods (canonical order, then any others) with a value for at least one of ``metrics``."""
+    cols = [m for m in metrics if m in df]
+    has = df.loc[df[cols].notna().any(axis=1), "method"].unique() if cols else []
+    return [m for m in METHOD_ORDER if m in has] + sorted(set(has) - set(METHOD_ORDER))
+
+
+def _mean_sem(values: np.ndarray) -> tuple[float, float]:
+    if values.size == 0:
+        return np.nan, np.nan
+    sem = values.std(ddof=1) / np.sqrt(values.size) if values.size > 1 else 0.0
+    return float(values.mean()), float(sem)
+
+
+def _strip(ax, df: pd.DataFrame, metric: str, methods: list[str], floor: float | None, seed: int = 0) -> None:
+    """One column per method: sessions as jittered points, mean ± s.e.m. as a bar with error bar."""
+    rng = np.random.default_rng(seed)  # fixed jitter: the same table gives the same figure
+    clipped = False
+    for i, method in enumerate(methods):
+        label, colour = METHOD_STYLE.get(method, (method, "#444444"))
+        values = df.loc[df["method"] == method, metric].dropna().to_numpy(float)
+        x = i - 0.1 + rng.uniform(-0.13, 0.13, values.size)  # points left of centre, the mean to the right
+        low = values < floor if floor is not None else np.zeros(values.size, bool)
+        ax.scatter(x[~low], values[~low], s=22, color=colour, alpha=0.7, edgecolor="white", linewidth=0.5, zorder=3)
+        if low.any():
+            clipped = True
+            ax.scatter(x[low], np.full(low.sum(), floor), s=30, marker="v", color=colour, zorder=3)
+        mean, sem = _mean_sem(values)
+        if np.isfinite(mean) and (floor is None or mean >= floor):
+            ax.errorbar(i + 0.22, mean, yerr=sem, fmt="D", markersize=5, color="black", capsize=3, linewidth=1.2, zorder=4)
+    ax.set_xticks(range(len(methods)), [METHOD_STYLE.get(m, (m,))[0] for m in methods])
+    ax.set_xlim(-0.6, len(methods) - 0.4)
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    if clipped:
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(floor - 0.05 * (top - floor), top)
+        ax.text(0.99, 0.01, f"▼ below {floor:g}", transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
+
+
+def _hline(ax, y: float, label: str, style: str = "--") -> None:
+    """A horizontal reference line (chance, null, oracle), named in the axes' legend."""
+    ax.axhline(y, color="0.4", linestyle=style, linewidth=1, zorder=1, label=label)
+    ax.legend(loc="best", fontsize=7)
+
+
+def _n_sessions(df: pd.DataFrame) -> int:
+    return int(df["eid"].nunique())
+
+
+def plot_methods_encoding(metrics: pd.DataFrame | str | Path) -> Figure:
+    """Encoding bits per spike per method (the paper's Figure 2).
+
+    Parameters
+    ----------
+    metrics : the per-session metrics table (``results/tables/metrics.tsv``) or its path; one row
+        per (method, session) with ``bps_unit_mean`` and ``bps_pooled``.
+
+    Two panels (per-unit mean, pooled); one point per held-out session, mean ± s.e.m. over
+    sessions; 0 is the null model (each unit's mean rate), the dotted line the oracle's mean.
+    """
+    df = _table(metrics)
+    panels = ("bps_unit_mean", "bps_pooled")
+    methods = _methods(df, panels)
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(max(8.0, 1.05 * len(methods) * 2), 3.8), layout="constrained")
+        axes = fig.subplots(1, 2)
+        for ax, metric in zip(axes, panels):
+            _strip(ax, df, metric, methods, FLOOR)
+            _hline(ax, 0.0, "null (mean rate)", "-")
+            oracle = df.loc[df["method"] == "oracle", metric].dropna()
+            if len(oracle):
+                _hline(ax, float(oracle.mean()), "oracle mean", ":")
+            ax.set_title("per-unit bits per spike, mean over units" if metric == "bps_unit_mean" else
+                         "bits per spike pooled over units")
+        fig.suptitle(f"Encoding: test trials of {_n_sessions(df)} held-out session(s); mean ± s.e.m. over sessions")
+    return fig
+
+
+def plot_methods_decoding(metrics: pd.DataFrame | str | Path) -> Figure:
+    """Decoding of choice, block, wheel speed and whisker motion energy per method (Figure 3).
+
+    Four panels; one point per held-out session, mean ± s.e.m. Chance: 0.5 for choice, 1/3 for
+    block (uniform over the three priors; the majority-class rate of a session can be higher),
+    0 for R² (predicting the mean).
+    """
+    df = _table(metrics)
+    panels = ("choice_acc", "block_acc", "wheel_r2", "whisker_r2")
+    chance = {"choice_acc": (0.5, "chance 0.5"), "block_acc": (1 / 3, "chance 1/3"),
+              "wheel_r2": (0.0, "mean predictor"), "whisker_r2": (0.0, "mean predictor")}
+    methods = _methods(df, panels)
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(max(12.0, 1.1 * len(methods) * 4), 3.8), layout="constrained")
+        axes = fig.subplots(1, 4)
+        for ax, metric in zip(axes, panels):
+            is_acc = metric.endswith("_acc")
+            _strip(ax, df, metric, methods, None if is_acc else FLOOR)
+            _hline(ax, *chance[metric])
+            if is_acc:
+                ax.set_ylim(0, 1.02)
+            ax.set_title(METRIC_LABELS[metric].split(" (")[0])
+        fig.suptitle(f"Decoding: test trials of {_n_sessions(df)} held-out session(s); mean ± s.e.m. over sessions")
+    return fig
+
+
+def plot_pretraining_gain(metrics: pd.DataFrame | str | Path, gain: pd.DataFrame | str | Path,
+                          panels: Sequence[str] = ("bps_unit_mean", "choice_acc", "block_acc", "wheel_r2", "whisker_r2"),
+                          pretrained: str = "neds_finetuned", scratch: str = "neds_scratch") -> Figure:
+    """Pretrained then fine-tuned vs trained from scratch, one point per held-out session.
+
+    Parameters
+    ----------
+    metrics : per-session metrics table (or path) with rows for ``pretrained`` and ``scratch``
+    gain : the pretraining-gain table (``results/tables/pretraining_gain.tsv``: metric,
+        gain_percent) whose value titles each panel
+    panels : metrics, one panel each; points above the diagonal favour pretraining
+    """
+    df, gain = _table(metrics), _table(gain)
+    wide = df[df["method"].isin([pretrained, scratch])].pivot_table(index="eid", columns="method", values=list(panels))
+    gain_of = dict(zip(gain["metric"], gain["gain_percent"]))
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(2.8 * len(panels), 3.6), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(panels)))
+        for ax, metric in zip(axes, panels):
+            if (metric, pretrained) in wide and (metric, scratch) in wide:
+                pair = wide[[(metric, scratch), (metric, pretrained)]].dropna()
+                x, y = pair.iloc[:, 0].to_numpy(), pair.iloc[:, 1].to_numpy()
+            else:
+                x = y = np.array([])
+            ax.scatter(x, y, s=30, color=METHOD_STYLE[pretrained][1], edgecolor="white", linewidth=0.5, zorder=3)
+            values = np.concatenate([x, y, [0.0, 1.0] if metric.endswith("_acc") else []])
+            lo, hi = (values.min(), values.max()) if values.size else (0.0, 1.0)
+            pad = 0.08 * (hi - lo or 1.0)
+            lims = (lo - pad, hi + pad)
+            ax.plot(lims, lims, color="0.5", linestyle="--", linewidth=1, zorder=1)
+            ax.set_xlim(lims)
+            ax.set_ylim(lims)
+            ax.set_aspect("equal")
+            g = gain_of.get(metric, np.nan)
+            ax.set_title(f"{METRIC_LABELS.get(metric, metric)}\ngain {g:+.1f} %" if np.isfinite(g) else
+                         f"{METRIC_LABELS.get(metric, metric)}\ngain n/a", fontsize=9)
+            ax.set_xlabel("from scratch")
+            ax.set_ylabel("pretrained + fine-tuned")
+        fig.suptitle(f"Pretraining gain on {len(wide)} held-out session(s): above the diagonal, pretraining helps; "
+                     "gain = (mean fine-tuned − mean scratch) / |mean scratch|")
+    return fig
+
+
+def choose_example_unit(counts: np.ndarray, unit_bps: np.ndarray) -> int:
+    """The unit with the highest bits per spike among units at or above the median mean count.
+
+    counts : (K, T, N) observed counts; unit_bps : (N,) per-unit bits per spike (NaN allowed).
+    The rate filter keeps the example from being a near-silent unit whose bps is noise.
+    """
+    mean = counts.mean(axis=(0, 1))
+    score = np.where(mean >= np.median(mean), np.nan_to_num(np.asarray(unit_bps, float), nan=-np.inf), -np.inf)
+    return int(np.argmax(score))
+
+
+def _example_trials(n_total: int, n: int) -> np.ndarray:
+    """``n`` trial positions spread evenly over the test trials (deterministic)."""
+    return np.unique(np.linspace(0, n_total - 1, min(n, n_total)).round().astype(int))
+
+
+def plot_examples(binned: xr.Dataset | str | Path, predictions: xr.Dataset | str | Path,
+                  unit: int | None = None, n_trials: int = 3, smooth_bins: float = 2.0) -> Figure:
+    """Example predictions of one method on one held-out session's test trials.
+
+    Parameters
+    ----------
+    binned : the session's binned store (``results/binned/{eid}.zarr``) or its dataset
+    predictions : one method's predictions store (``results/evaluation/{eid}/predictions/
+        neds_finetuned.zarr``): ``rate`` (trial, time, unit) expected counts per bin; ``wheel``,
+        ``whisker`` (trial, time) if the method decodes; ``unit_bps`` (unit)
+    unit : the unit to show; default :func:`choose_example_unit`
+    n_trials : trials shown in panel c (spread evenly over the test trials)
+    smooth_bins : Gaussian s.d., in bins, applied to both observed and predicted PSTHs (0: none)
+
+    Panels: a) PSTH in Hz per choice (one line per block prior), observed vs predicted; b) the
+    unit's single-trial counts, predicted counts and residual (trials sorted by choice, block);
+    c) decoded wheel speed and whisker motion energy vs truth on ``n_trials`` test trials.
+    """
+    data = open_binned(binned) if not isinstance(binned, xr.Dataset) else binned
+    pred = open_zarr(predictions).load() if not isinstance(predictions, xr.Dataset) else predictions
+    if "rate" not in pred:
+        raise ValueError(f"predictions of {pred.attrs.get('method', '?')} have no 'rate'; pass an encoding method's store")
+    data = data.sel(trial=pred["trial"].values)
+    time = data["time"].values  # (T,) s from stimulus onset
+    dt = float(np.median(np.diff(time)))  # bin width, s
+    counts = data["spikes"].values.astype(np.float64)  # (K, T, N)
+    rate = pred["rate"].values.astype(np.float64)  # (K, T, N) expected counts per bin
+    if unit is None:
+        unit = choose_example_unit(counts, pred["unit_bps"].values if "unit_bps" in pred else np.zeros(counts.shape[2]))
+    choice, block = data["choice"].values.astype(int), data["block"].values.astype(int)
+    obs_u, pred_u = counts[:, :, unit], rate[:, :, unit]  # (K, T)
+    smooth = (lambda x: gaussian_filter1d(x, smooth_bins, axis=-1, mode="nearest")) if smooth_bins > 0 else (lambda x: x)
+    region = str(data["unit_region"].values[unit]) if "unit_region" in data.coords else "?"
+    bps = float(pred["unit_bps"].values[unit]) if "unit_bps" in pred else np.nan
+    method = pred.attrs.get("method", "predicted")
+    extent = (time[0] - dt / 2, time[-1] + dt / 2)
+
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(13, 11), layout="constrained")
+        top, middle, bottom = fig.subfigures(3, 1, height_ratios=(1, 1.1, 1))
+        # a) PSTH per choice, a line per block prior
+        psth_axes = top.subplots(1, 2, sharey=True)
+        style = [Line2D([], [], color="black", linewidth=1, label="observed"),
+                 Line2D([], [], color="black", linewidth=2.2, linestyle="--", label=f"predicted ({method})")]
+        for ax, c in zip(psth_axes, (0, 1)):
+            for b, (label, colour) in BLOCK_STYLE.items():
+                sel = (choice == c) & (block == b)
+                if not sel.any():
+                    continue
+                ax.plot(time, smooth(obs_u[sel].mean(0)) / dt, color=colour, linewidth=1, alpha=0.8)
+                ax.plot(time, smooth(pred_u[sel].mean(0)) / dt, color=colour, linewidth=2.2, linestyle="--")
+                ax.plot([], [], color=colour, linewidth=6, label=f"{label} (n = {sel.sum()} trials)")
+            ax.axvline(0, color="0.6", linewidth=0.8)
+            ax.set_title(f"{CHOICE_LABELS[c]} trials")
+            ax.set_xlabel("time from stimulus onset (s)")
+            ax.legend(handles=[*ax.get_legend_handles_labels()[0], *style], loc="best", fontsize=7)
+        psth_axes[0].set_ylabel("firing rate (Hz)")
+        top.suptitle(f"a) unit {unit} ({region}, {bps:.3f} bits/spike): test-trial PSTHs, "
+                     f"Gaussian smoothing s.d. {smooth_bins * dt * 1000:g} ms", x=0.01, ha="left")
+        # b) single-trial rasters, trials sorted by choice then block
+        order = np.lexsort((block, choice))
+        vmax = max(float(np.percentile(obs_u, 99.5)), float(pred_u.max()), 1e-9)
+        resid = obs_u - pred_u
+        rmax = max(float(np.percentile(np.abs(resid), 99.5)), 1e-9)
+        raster_axes = middle.subplots(1, 3, sharey=True)
+        panels = ((obs_u, "observed", "Greys", 0, vmax, "spikes per bin"),
+                  (pred_u, f"predicted ({method})", "Greys", 0, vmax, "expected spikes per bin"),
+                  (resid, "residual (observed − predicted)", "RdBu_r", -rmax, rmax, "spikes per bin"))
+        boundaries = np.flatnonzero(np.diff(choice[order] * 3 + block[order])) + 0.5
+        for ax, (img, title, cmap, lo, hi, clabel) in zip(raster_axes, panels):
+            im = ax.imshow(img[order], aspect="auto", interpolation="nearest", cmap=cmap, vmin=lo, vmax=hi,
+                           extent=(*extent, len(order) - 0.5, -0.5))
+            for y in boundaries:
+                ax.axhline(y, color="tab:orange", linewidth=0.8)
+            ax.axvline(0, color="tab:orange", linewidth=0.8, linestyle=":")
+            ax.set_title(title)
+            ax.set_xlabel("time from stimulus onset (s)")
+            middle.colorbar(im, ax=ax, label=clabel, shrink=0.9)
+        groups = choice[order] * 3 + block[order]
+        starts = np.r_[0, boundaries + 0.5].astype(int)
+        ends = np.r_[boundaries + 0.5, len(order)].astype(int)
+        group_labels = [f"{CHOICE_LABELS[g // 3].split()[1]}, {BLOCK_STYLE[g % 3][0]}" for g in groups[starts]]
+        raster_axes[0].set_yticks((starts + ends - 1) / 2, group_labels, fontsize=7)
+        raster_axes[0].set_ylabel("test trials by choice, block prior")
+        middle.suptitle(f"b) unit {unit}: single test trials ({len(order)}), {dt * 1000:g} ms bins; "
+                        "orange lines separate choice × block groups", x=0.01, ha="left")
+        # c) decoded behaviour vs truth
+        beh_axes = bottom.subplots(1, 2)
+        shown = _example_trials(len(order), n_trials)
+        colours = mpl.colormaps["tab10"].colors
+        behaviours = (("wheel", "wheel_speed", "wheel speed"), ("whisker", "whisker_motion_energy", "whisker motion energy"))
+        for ax, (var, truth_var, label) in zip(beh_axes, behaviours):
+            truth = data[truth_var].values
+            if var not in pred:
+                ax.text(0.5, 0.5, f"{method} does not decode {label}", transform=ax.transAxes, ha="center")
+                ax.set_title(label)
+                continue
+            decoded = pred[var].values
+            for k, pos in enumerate(shown):
+                colour = colours[k % len(colours)]
+                ax.plot(time, truth[pos], color=colour, linewidth=1.2, label=f"trial {int(data['trial'].values[pos])}")
+                ax.plot(time, decoded[pos], color=colour, linewidth=2, linestyle="--")
+            ax.axvline(0, color="0.6", linewidth=0.8)
+            ax.set_title(f"{label} (R² over all test trials {r2_score(truth, decoded):.2f})")
+            ax.set_xlabel("time from stimulus onset (s)")
+            ax.set_ylabel(f"{label} (min–max scaled)")
+        if beh_axes[1].get_legend_handles_labels()[0]:
+            beh_axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="solid: true\ndashed: decoded",
+                               title_fontsize=8)
+        bottom.suptitle(f"c) decoded behaviour ({method}) on {len(shown)} test trials", x=0.01, ha="left")
+        fig.suptitle(f"Session {data.attrs.get('eid', '?')}: {method} on held-out test trials", fontsize=11)
+    return fig
+
+
+def _probe_json(probe: dict | str | Path) -> dict:
+    return probe if isinstance(probe, dict) else json.loads(Path(probe).read_text())
+
+
+def _pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(U, F) -> the (U, 2) scores of the first two principal components and their explained
+    variance fractions (2,)."""
+    x = np.asarray(x, np.float64)
+    x = x - x.mean(0)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    var = s**2 / max((s**2).sum(), 1e-300)
+    scores = u[:, :2] * s[:2]
+    if scores.shape[1] < 2:
+        scores = np.pad(scores, ((0, 0), (0, 2 - scores.shape[1])))
+        var = np.pad(var, (0, 2 - var.size))
+    return scores, var[:2]
+
+
+def _confusion_panel(fig, ax, result: dict, regions: list[str], feature_set: str) -> None:
+    conf = np.asarray(result["confusion"], dtype=np.float64)
+    rows = conf.sum(1, keepdims=True)
+    frac = np.divide(conf, rows, out=np.zeros_like(conf), where=rows > 0)
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for i in range(frac.shape[0]):
+        for j in range(frac.shape[1]):
+            ax.text(j, i, f"{frac[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if frac[i, j] > 0.6 else "black")
+    ax.set_xticks(range(len(regions)), regions)
+    ax.set_yticks(range(len(regions)), regions)
+    ax.set_xlabel("predicted region")
+    ax.set_ylabel("true region")
+    ax.spines[:].set_visible(False)
+    ax.set_title(f"confusion, {FEATURE_LABELS.get(feature_set, feature_set).replace(chr(10), ' ')} "
+                 f"(accuracy {result['accuracy']:.2f})")
+    fig.colorbar(im, ax=ax, label="fraction of the true region's units", shrink=0.85)
+
+
+def _accuracy_panel(ax, results: dict, chance: float) -> None:
+    names = [f for f in FEATURE_LABELS if f in results] + sorted(set(results) - set(FEATURE_LABELS))
+    acc = [results[f]["accuracy"] for f in names]
+    sem = [results[f].get("accuracy_sem", 0.0) for f in names]
+    colours = ["#1f5f99" if f in ("input", "output", "both") else "#aaaaaa" for f in names]
+    ax.bar(range(len(names)), acc, yerr=sem, color=colours, capsize=4, width=0.65)
+    _hline(ax, chance, f"chance {chance:.2f} (majority region)")
+    ax.set_xticks(range(len(names)), [FEATURE_LABELS.get(f, f) for f in names])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("region accuracy (fraction of units)")
+    ax.set_title("cross-validated accuracy ± s.e.m. over folds")
+
+
+def plot_probing(probe: dict | str | Path, embeddings: xr.Dataset | str | Path, feature_set: str = "both") -> Figure:
+    """Brain-region probing of unit embeddings.
+
+    Parameters
+    ----------
+    probe : ``results/probing/{target}/probe.json`` (or its dict): regions, chance and, per
+        feature set, accuracy, accuracy_sem and the confusion matrix (rows true, columns
+        predicted); ``results`` empty and ``skipped`` the reason when there were too few units
+    embeddings : ``results/probing/{target}/embeddings.zarr`` (or its dataset): ``embedding``
+        (unit, feature), coords ``region`` and ``session`` (unit)
+    feature_set : whose confusion matrix is shown
+
+    Panels: a 2-D PCA map of the embeddings coloured by region; the row-normalised confusion
+    matrix of ``feature_set``; cross-validated accuracy per feature set (± s.e.m. over folds) vs
+    chance. A skipped probe keeps the map and says why in place of the other two panels.
+    """
+    probe = _probe_json(probe)
+    emb = open_zarr(embeddings).load() if not isinstance(embeddings, xr.Dataset) else embeddings
+    regions = list(probe["regions"])
+    results = probe.get("results") or {}
+    if results and feature_set not in results:
+        raise ValueError(f"feature set {feature_set!r} is not in the probe results {sorted(results)}")
+    unit_region = as_str(emb["region"].values)
+    scores, var = _pca_2d(emb["embedding"].values)
+    palette = mpl.colormaps["tab10"].colors
+    colour = {r: REGION_COLOURS.get(r, palette[i % len(palette)]) for i, r in enumerate(regions)}
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(14, 4.4), layout="constrained")
+        ax_map, ax_conf, ax_acc = fig.subplots(1, 3, width_ratios=(1.1, 1, 1.1))
+        for r in [*regions, *sorted(set(unit_region) - set(regions))]:
+            sel = unit_region == r
+            if sel.any():
+                ax_map.scatter(scores[sel, 0], scores[sel, 1], s=10, alpha=0.75, color=colour.get(r, "0.6"),
+                               edgecolor="none", label=f"{r} ({sel.sum()})")
+        ax_map.set_xlabel(f"PC 1 ({100 * var[0]:.0f} % of variance)")
+        ax_map.set_ylabel(f"PC 2 ({100 * var[1]:.0f} % of variance)")
+        ax_map.set_title(f"unit embeddings, PCA ({len(unit_region)} units, "
+                         f"{len(set(as_str(emb['session'].values)))} sessions)")
+        ax_map.legend(title="region (units)", loc="best", markerscale=2)
+        if results:
+            _confusion_panel(fig, ax_conf, results[feature_set], regions, feature_set)
+            _accuracy_panel(ax_acc, results, float(probe["chance"]))
+        else:
+            reason = probe.get("skipped", "no probe results")
+            for ax in (ax_conf, ax_acc):
+                ax.set_axis_off()
+            ax_conf.text(0.5, 0.5, "probing skipped:\n" + textwrap.fill(reason, 50), transform=ax_conf.transAxes,
+                         ha="center", va="center", wrap=True)
+        fig.suptitle(f"Brain-region probing: {probe.get('target', '?')} model, {probe.get('n_units', len(unit_region))} units, "
+                     f"{len(regions)} regions")
+    return fig
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """A training run's ``history.jsonl`` as a table, one row per epoch (validation columns NaN on
+    epochs without validation)."""
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return pd.DataFrame(rows)
+
+
+def plot_training_curves(runs: Mapping[str, Sequence[str | Path]]) -> Figure:
+    """Training loss and validation score vs epoch, one row per kind of run.
+
+    Parameters
+    ----------
+    runs : kind ('pretrain', 'finetune', 'scratch', 'encoding', 'decoding') -> history.jsonl
+        paths; a run is labelled by its folder name (the session id for per-session runs). The
+        best validation epoch (the checkpoint kept) is marked with a star.
+
+    The validation score is the mean of the validation metrics the run's mode produces: bits per
+    spike and/or choice and block accuracy, wheel and whisker R².
+    """
+    kinds = [k for k in KIND_TITLES if runs.get(k)] + [k for k in runs if k not in KIND_TITLES and runs[k]]
+    labels = sorted({Path(p).parent.name for k in kinds if k != "pretrain" for p in runs[k]})
+    palette = mpl.colormaps["tab10"].colors
+    colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(10, 2.3 * len(kinds) + 0.8), layout="constrained")
+        axes = np.atleast_2d(fig.subplots(len(kinds), 2, sharex="row"))
+        for row, kind in zip(axes, kinds):
+            for path in runs[kind]:
+                label = Path(path).parent.name if kind != "pretrain" else "pretraining"
+                c = colour.get(label, "black")
+                h = read_history(path)
+                row[0].plot(h["epoch"], h["train_loss"], color=c, linewidth=1.5, label=label[:8])
+                if "val_score" in h:
+                    v = h[["epoch", "val_score"]].dropna()
+                    row[1].plot(v["epoch"], v["val_score"], color=c, marker="o", markersize=3, linewidth=1.5)
+                    if len(v):
+                        best = v.loc[v["val_score"].idxmax()]
+                        row[1].plot(best["epoch"], best["val_score"], marker="*", markersize=12, color=c,
+                                    markeredgecolor="black", markeredgewidth=0.5)
+            row[0].set_ylabel("training loss\n(summed masked losses)")
+            row[1].set_ylabel(SCORE_LABELS.get(kind, "validation score\n(mean of bps and decoding)"))
+            row[0].set_title(KIND_TITLES.get(kind, kind), loc="left")
+            for ax in row:
+                ax.set_xlabel("epoch")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if labels:
+            handles = [Line2D([], [], color=colour[s], linewidth=2, label=s[:8]) for s in labels]
+            fig.legend(handles=handles, title="held-out session", loc="outside lower center", ncol=min(len(labels), 6))
+        fig.suptitle("Training curves; ★ the best validation epoch (the checkpoint kept)")
+    return fig
+
+
+def summary_html(summary: pd.DataFrame | str | Path, gain: pd.DataFrame | str | Path, title: str = "NEDS evaluation") -> str:
+    """The summary table (mean ± s.e.m. over held-out sessions, per method; encoding and decoding
+    metrics as two tables, each with the methods that produce them) and the pretraining gain, as
+    one self-contained HTML page for the Snakemake report."""
+    summary, gain = _table(summary), _table(gain)
+    metrics = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
+    groups = {"Encoding": [m for m in metrics if m in ENCODING_KEYS or m.startswith("bps_from_")]}
+    groups["Decoding"] = [m for m in metrics if m not in groups["Encoding"]]
+
+    def cell(row, m):
+        mean, sem = row[f"{m}_mean"], row.get(f"{m}_sem", np.nan)
+        if not np.isfinite(mean):
+            return "–"
+        return f"{mean:.3f} ± {sem:.3f}" if np.isfinite(sem) else f"{mean:.3f}"
+
+    parts = []
+    for name, cols in groups.items():
+        rows = summary[summary[[f"{m}_mean" for m in cols]].notna().any(axis=1)] if cols else summary.iloc[:0]
+        if len(rows):
+            table = pd.DataFrame({"method": rows["method"], "sessions": rows["n_sessions"],
+                                  **{m: [cell(r, m) for _, r in rows.iterrows()] for m in cols}})
+            parts.append(f"<h3>{name}</h3>{table.to_html(index=False, border=0)}")
+    gain = gain.copy()
+    for col in gain.columns:
+        if col not in ("metric", "n_sessions"):
+            gain[col] = gain[col].map(lambda v, c=col: f"{v:+.1f}" if c == "gain_percent" else f"{v:.3f}")
+    style = ("<style>body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse;margin-bottom:1.5em}"
+             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f0f0f0}</style>")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>{style}</head><body>"
+            f"<h2>{title}</h2><p>Held-out sessions, test trials; mean ± s.e.m. over sessions "
+            f"(– where a method does not produce the metric).</p>{''.join(parts)}"
+            f"<h3>Gain of pretraining over training from scratch (percent of the scratch value)</h3>"
+            f"{gain.to_html(index=False, border=0)}</body></html>\n")

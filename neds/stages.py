@@ -17,7 +17,7 @@ from neds.data.session import BinningParams, bin_session
 from neds.io.ibl import OneSettings, connect, download_session, load_session
 from neds.io.store import SESSION_COLUMNS, write_table, write_unusable, write_zarr
 
-__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "run_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "oracle_rates", "log_to_file"]
+__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "run_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "oracle_rates", "log_to_file"]
 
 _log = logging.getLogger(__name__)
 
@@ -164,12 +164,14 @@ def run_evaluate_session(
     out_predictions: str | Path,
     truth: str | Path | None = None,
     split: str = "test",
+    rrr: str | Path | None = None,
 ) -> list[dict]:
     """Score every method on one held-out session's ``split`` trials.
 
     models : method name -> NEDS checkpoint (e.g. neds_finetuned, neds_scratch, unimodal_encoding,
-        unimodal_decoding). The linear baselines are fitted here; ``truth`` (simulated data) adds the
-        oracle. Writes one JSON list of rows (method, eid, metrics) and one Zarr store of
+        unimodal_decoding). The linear baselines are fitted here; ``rrr`` (the multi-session
+        reduced-rank models fitted on the pretraining sessions) is adapted to this session here;
+        ``truth`` (simulated data) adds the oracle. Writes one JSON list of rows (method, eid, metrics) and one Zarr store of
         predictions and per-unit metrics per method under ``out_predictions``.
     """
     from neds.data.dataset import load_sessions
@@ -188,6 +190,11 @@ def run_evaluate_session(
     enc, enc_info = linear_encoding(data, split)
     dec, dec_info = linear_decoding(data, split)
     methods["linear"] = ({**enc, **dec}, {**enc_info, **dec_info})
+    if rrr is not None:
+        from neds.evaluate.rrr import load_rrr
+
+        rrr_enc, rrr_dec = load_rrr(rrr)
+        methods["rrr"] = ({**rrr_enc.predict_session(data, split), **rrr_dec.predict_session(data, split)}, {"fit": str(rrr)})
     if truth is not None:
         idx = data.indices(split)
         methods["oracle"] = ({"rate": oracle_rates(truth, store, data.trial[idx].numpy())}, {"source": str(truth)})
@@ -284,3 +291,13 @@ def run_probe(
     write_zarr(ds, out_embeddings)
     _log.info("probing %s: %s", target, {k: round(v["accuracy"], 3) for k, v in out["results"].items()})
     return out
+
+
+def run_fit_rrr(stores: list[str | Path], out: str | Path, rank: int = 4, epochs: int = 300, seed: int = 0) -> None:
+    """Fit the multi-session reduced-rank encoding and decoding baselines on the pretraining sessions."""
+    from neds.data.dataset import load_sessions
+    from neds.evaluate.rrr import RRRConfig, fit_rrr_decoder, fit_rrr_encoder, save_rrr
+
+    sessions = [load_sessions([s]) for s in stores]
+    cfg = RRRConfig(rank=rank, epochs=epochs, seed=seed)
+    save_rrr(fit_rrr_encoder(sessions, cfg), fit_rrr_decoder(sessions, cfg), out)

@@ -76,3 +76,41 @@ def test_score_and_predict_neds_layout():
     enc_only, _ = score(predict_neds(NEDS(model.cfg, [8], "encoding"), data), data)
     assert "choice_acc" not in enc_only and "bps_unit_mean" in enc_only
     assert list(conditions(np.array([0, 1]), np.array([2, 0]))) == ["c0-b2", "c1-b0"]
+
+
+def shared_structure_sessions(n_sessions=4, k=200, seed=1):
+    """Sessions whose units all read one wheel-driven latent with their own loadings."""
+    rng = np.random.default_rng(seed)
+    t = 100
+    bump = np.exp(-0.5 * ((np.arange(t) - 50) / 10.0) ** 2)
+    out = []
+    for s in range(n_sessions):
+        n = int(rng.integers(6, 10))
+        wheel = (rng.random((k, 1)) * bump[None, :]).astype(np.float32)
+        loading = rng.uniform(0.2, 1.0, n)
+        rate = 0.1 + 0.8 * wheel[:, :, None] * loading[None, None, :]
+        choice = rng.integers(0, 2, k)
+        rate[:, :, 0] += 0.6 * choice[:, None]
+        split = np.array(["train"] * 140 + ["val"] * 20 + ["test"] * (k - 160))
+        out.append(TrialData(
+            eids=[f"s{s}"], n_units=[n], spikes=torch.from_numpy(rng.poisson(rate).astype(np.uint8)),
+            wheel=torch.from_numpy(wheel), whisker=torch.from_numpy(rng.random((k, t), dtype=np.float32)),
+            choice=torch.from_numpy(choice), block=torch.from_numpy(rng.integers(0, 3, k)),
+            session=torch.zeros(k, dtype=torch.long), split=split, trial=torch.arange(k),
+        ))
+    return out
+
+
+def test_rrr_transfers_a_shared_basis_to_a_new_session():
+    from neds.evaluate.rrr import RRRConfig, fit_rrr_decoder, fit_rrr_encoder
+
+    sessions = shared_structure_sessions()
+    cfg = RRRConfig(rank=2, epochs=150)
+    encoder = fit_rrr_encoder(sessions[:3], cfg)
+    assert encoder.v.shape == (2, 100, 2 * 100 + 5)
+    held_out = sessions[3]
+    row, _ = score(encoder.predict_session(held_out), held_out)
+    assert row["bps_unit_mean"] > 0.05  # the shared basis explains the new animal's units
+    decoder = fit_rrr_decoder(sessions[:3], cfg)
+    drow, _ = score(decoder.predict_session(held_out), held_out)
+    assert drow["choice_acc"] > 0.7  # choice is carried by unit 0 in every session

@@ -116,7 +116,7 @@ def test_evaluation_outputs(run):
     _, heldout = session_lists(config)
     table = pd.read_csv(run / "results" / "tables" / "metrics.tsv", sep="\t")
     assert set(table["eid"]) == {heldout[0]}  # the skipped session is not evaluated
-    assert list(table["method"]) == ["neds_finetuned", "neds_scratch", "unimodal_encoding", "unimodal_decoding", "linear", "oracle"]
+    assert list(table["method"]) == ["neds_finetuned", "neds_scratch", "unimodal_encoding", "unimodal_decoding", "linear", "rrr", "oracle"]
     rows = table.set_index("method")
     assert rows.loc["oracle", "bps_unit_mean"] > 0  # the truth beats the mean-rate null
     assert np.isnan(rows.loc["unimodal_encoding", "choice_acc"]) and np.isnan(rows.loc["unimodal_decoding", "bps_unit_mean"])

@@ -12,7 +12,7 @@ from neds.evaluate.evaluation import DECODING_KEYS, ENCODING_KEYS
 
 __all__ = ["collect_rows", "summarize", "pretraining_gain", "summary_markdown", "METHOD_ORDER", "HEADLINE"]
 
-METHOD_ORDER = ("neds_finetuned", "neds_scratch", "unimodal_encoding", "unimodal_decoding", "linear", "oracle")
+METHOD_ORDER = ("neds_finetuned", "neds_scratch", "unimodal_encoding", "unimodal_decoding", "linear", "rrr", "oracle")
 HEADLINE = ("bps_unit_mean", "bps_pooled", "choice_acc", "block_acc", "wheel_r2", "whisker_r2")
 
 

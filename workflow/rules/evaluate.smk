@@ -9,6 +9,7 @@ rule evaluate_session:
         scratch="results/models/scratch/{eid}/model.pt",
         encoding="results/models/encoding/{eid}/model.pt",
         decoding="results/models/decoding/{eid}/model.pt",
+        rrr="results/baselines/rrr.pt",
         truth=get_ground_truth(),
     output:
         metrics="results/evaluation/{eid}/metrics.json",
@@ -28,6 +29,30 @@ rule evaluate_session:
         runtime=60,
     script:
         "../scripts/evaluate_session.py"
+
+
+rule fit_rrr_baseline:
+    input:
+        stores=lambda wc: expand("results/binned/{eid}.zarr", eid=usable_sessions("pretrain")),
+    output:
+        model="results/baselines/rrr.pt",
+    params:
+        rank=config["baselines"]["rrr_rank"],
+        epochs=config["baselines"]["rrr_epochs"],
+        seed=config["training"]["seed"],
+        neds_version=NEDS_VERSION,
+    log:
+        "logs/fit_rrr_baseline.log",
+    benchmark:
+        "benchmarks/fit_rrr_baseline.tsv"
+    conda:
+        "../envs/neds.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/fit_rrr_baseline.py"
 
 
 rule summarize_evaluation:

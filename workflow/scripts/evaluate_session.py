@@ -20,6 +20,7 @@ def main(snakemake):
         snakemake.output.predictions,
         truth=Path(truth) / f"{snakemake.wildcards.eid}.zarr" if truth else None,
         split=snakemake.params.split,
+        rrr=snakemake.input.rrr,
     )
 
 

@@ -1,0 +1,20 @@
+"""plot_pretraining_gain: pretrained then fine-tuned vs trained from scratch, per held-out session."""
+
+from neds.stages import log_to_file
+
+log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
+
+from neds.plots import plot_pretraining_gain, save_figure  # noqa: E402
+
+
+def main(snakemake):
+    fig = plot_pretraining_gain(
+        snakemake.input.metrics,
+        snakemake.input.gain,
+        pretrained=snakemake.params.pretrained,
+        scratch=snakemake.params.scratch,
+    )
+    save_figure(fig, snakemake.output.png, snakemake.output.svg)
+
+
+main(snakemake)  # noqa: F821 (injected by Snakemake)
