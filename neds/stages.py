@@ -263,13 +263,17 @@ def run_probe(
             regions.append(as_str(ds["unit_region"].values))
             sessions.append(np.full(ds.sizes["unit"], ds.attrs["eid"]))
     regions_all, sessions_all = np.concatenate(regions), np.concatenate(sessions)
-    keep = np.isin(regions_all, TARGET_REGIONS)
+    # regions with fewer units than cross-validation folds cannot be probed: left out, and said so
+    sizes = {r: int((regions_all == r).sum()) for r in TARGET_REGIONS}
+    probed = [r for r in TARGET_REGIONS if sizes[r] >= 5]
+    keep = np.isin(regions_all, probed)
     labels = regions_all[keep]
     counts = {r: int((labels == r).sum()) for r in TARGET_REGIONS}
     out = {
         "target": target,
         "n_units": int(keep.sum()),
-        "n_units_outside_targets": int((~keep).sum()),
+        "n_units_outside_targets": int((~np.isin(regions_all, TARGET_REGIONS)).sum()),
+        "regions_left_out": {r: f"{sizes[r]} units, fewer than the 5 folds" for r in TARGET_REGIONS if r not in probed},
         "units_per_region": counts,
         "regions": list(TARGET_REGIONS),
         "chance": max(counts.values()) / max(1, sum(counts.values())),

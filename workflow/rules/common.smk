@@ -78,4 +78,12 @@ def get_final_outputs(wildcards):
         "results/tables/metrics.tsv",
         "results/summary.md",
         *expand("results/probing/{target}/probe.json", target=("pretrain", "finetune")),
+        *expand(
+            "results/figures/{name}.{ext}",
+            name=("methods_encoding", "methods_decoding", "pretraining_gain", "training_curves"),
+            ext=("png", "svg"),
+        ),
+        *expand("results/figures/examples_{eid}.{ext}", eid=usable_sessions("heldout"), ext=("png", "svg")),
+        *expand("results/figures/probing_{target}.{ext}", target=("pretrain", "finetune"), ext=("png", "svg")),
+        "results/tables/summary.html",
     ]

@@ -59,10 +59,10 @@ rule summarize_evaluation:
     input:
         metrics=lambda wc: expand("results/evaluation/{eid}/metrics.json", eid=usable_sessions("heldout")),
     output:
-        table="results/tables/metrics.tsv",
-        summary="results/tables/summary.tsv",
-        gain="results/tables/pretraining_gain.tsv",
-        markdown="results/summary.md",
+        table=report("results/tables/metrics.tsv", caption="../report/metrics_table.rst", category="Tables", labels={"table": "per session (TSV)"}),
+        summary=report("results/tables/summary.tsv", caption="../report/summary_table.rst", category="Tables", labels={"table": "summary (TSV)"}),
+        gain=report("results/tables/pretraining_gain.tsv", caption="../report/pretraining_gain_table.rst", category="Tables", labels={"table": "pretraining gain (TSV)"}),
+        markdown=report("results/summary.md", caption="../report/summary_table.rst", category="Tables", labels={"table": "summary (Markdown)"}),
     params:
         neds_version=NEDS_VERSION,
     log:
