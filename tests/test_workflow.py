@@ -132,6 +132,13 @@ def test_evaluation_outputs(run):
     for target in ("pretrain", "finetune"):
         probe = json.loads((run / "results" / "probing" / target / "probe.json").read_text())
         assert probe["n_units"] > 0 and (probe["results"] or probe["skipped"])
+    figures = run / "results" / "figures"
+    for name in ("methods_encoding", "methods_decoding", "pretraining_gain", "training_curves",
+                 f"examples_{heldout[0]}", "probing_pretrain", "probing_finetune"):
+        for ext in ("png", "svg"):
+            assert (figures / f"{name}.{ext}").stat().st_size > 1000, name
+    assert (figures / "methods_encoding.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table" in (run / "results" / "tables" / "summary.html").read_text()
 
 
 @pytest.mark.slow
