@@ -205,8 +205,6 @@ def run_evaluate_session(
         rows.append({"method": name, "eid": eid, "split": split, "n_trials": int(len(data.indices(split))),
                      "n_units": int(data.n_units[0]), **row, "info": info})
         ds = predictions_dataset(pred, per_unit, data, split, {"eid": eid, "method": name, "split": split})
-        from neds.io.store import write_zarr
-
         write_zarr(ds, out_predictions / f"{name}.zarr")
     _write_json({"rows": rows}, out_metrics)
     return rows
