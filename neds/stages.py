@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from neds.data.session import BinningParams, bin_session
@@ -140,10 +141,8 @@ def run_training(
     return summary
 
 
-def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: "np.ndarray") -> "np.ndarray":
+def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: np.ndarray) -> np.ndarray:
     """The simulator's expected counts (K, T, N) for the given ALF trial indices and the store's units."""
-    import numpy as np
-
     from neds.io.store import open_binned, open_zarr
 
     ds = open_binned(data_store, load=False)
@@ -211,7 +210,7 @@ def run_evaluate_session(
 
 
 def run_summarize_evaluation(metric_files: list[str | Path], out_table: str | Path, out_summary: str | Path,
-                             out_gain: str | Path, out_markdown: str | Path) -> "pd.DataFrame":
+                             out_gain: str | Path, out_markdown: str | Path) -> pd.DataFrame:
     """Per-session metrics files -> results/tables (per session, summary, pretraining gain) and summary.md."""
     from neds.evaluate.tables import collect_rows, pretraining_gain, summarize, summary_markdown
 
@@ -239,7 +238,6 @@ def run_probe(
         for the pretrained model, or one pair per fine-tuned held-out session.
     Units outside the five target regions are left out (counted in the output).
     """
-    import numpy as np
     import xarray as xr
 
     from neds.evaluate.probing import FEATURE_SETS, TARGET_REGIONS, probe, unit_embeddings
