@@ -27,6 +27,7 @@ import torch.distributed as dist
 
 from neds import __version__
 from neds.data.dataset import TrialData
+from neds.evaluate.evaluation import run_model
 from neds.evaluate.metrics import accuracy, bits_per_spike, r2_score
 from neds.model.masking import SCHEMES, draw_masks, eval_masks
 from neds.model.neds import NEDS, ModelConfig, model_summary
@@ -164,18 +165,6 @@ def init_shared_from(model: NEDS, checkpoint: str | Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def _predict(model: NEDS, data: TrialData, idx: torch.Tensor, kind: str, device, batch_size: int, bf16: bool):
-    outs = []
-    for start in range(0, len(idx), batch_size):
-        batch = data.batch(idx[start : start + batch_size]).to(device)
-        masks = eval_masks(kind, batch.spikes.shape[0], batch.spikes.shape[1]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-            out = model(batch, masks)
-        outs.append({k: getattr(out, k).float().cpu() for k in ("spikes", "wheel", "whisker", "choice", "block")})
-    return {k: torch.cat([o[k] for o in outs]).numpy() for k in outs[0]}
-
-
 def evaluate(model: NEDS, data: TrialData, split: str = "val", device=None, batch_size: int = 64, bf16: bool = True) -> dict:
     """Validation metrics of a model on one split, averaged over sessions.
 
@@ -192,14 +181,16 @@ def evaluate(model: NEDS, data: TrialData, split: str = "val", device=None, batc
     session = data.session[idx].numpy()
     res: dict[str, list[float]] = {}
     if model.mode in ("multimodal", "encoding"):
-        pred = _predict(model, data, idx, "encoding", device, batch_size, bf16)
+        t = data.spikes.shape[1]
+        pred = run_model(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device, bf16)
         counts = data.spikes[idx].numpy().astype(np.float64)
         for s in np.unique(session):
             sel, n = session == s, data.n_units[s]
             bps = bits_per_spike(counts[sel][:, :, :n], np.exp(pred["spikes"][sel][:, :, :n]))
             res.setdefault("bps", []).append(float(np.nanmean(bps)))
     if model.mode in ("multimodal", "decoding"):
-        pred = _predict(model, data, idx, "decoding", device, batch_size, bf16)
+        t = data.spikes.shape[1]
+        pred = run_model(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device, bf16)
         for s in np.unique(session):
             sel = session == s
             sub = idx[torch.from_numpy(sel)]

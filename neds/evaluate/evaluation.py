@@ -29,18 +29,23 @@ from neds.evaluate.metrics import (
 from neds.model.masking import BEHAVIOURS, eval_masks
 from neds.model.neds import NEDS
 
-__all__ = ["predict_neds", "score", "conditions", "predictions_dataset", "ENCODING_KEYS", "DECODING_KEYS"]
+__all__ = ["run_model", "predict_neds", "score", "conditions", "predictions_dataset", "ENCODING_KEYS", "DECODING_KEYS"]
 
 ENCODING_KEYS = ("bps_unit_mean", "bps_pooled", "deviance_explained", "single_trial_r2", "psth_r2")
 DECODING_KEYS = ("choice_acc", "choice_balanced_acc", "block_acc", "block_balanced_acc", "wheel_r2", "whisker_r2")
 
 
 @torch.no_grad()
-def _run(model: NEDS, data: TrialData, idx: torch.Tensor, masks_fn, batch_size: int, device) -> dict[str, np.ndarray]:
+def run_model(
+    model: NEDS, data: TrialData, idx: torch.Tensor, masks_fn, batch_size: int, device, bf16: bool = False
+) -> dict[str, np.ndarray]:
+    """Raw outputs (spikes log-rates, wheel, whisker, choice and block logits) of ``model`` on
+    trials ``idx``, in batches, with the masks ``masks_fn(batch_size)``; bf16 autocast on CUDA."""
     outs: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(idx), batch_size):
         batch = data.batch(idx[start : start + batch_size]).to(device)
-        out = model(batch, masks_fn(batch.spikes.shape[0]).to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+            out = model(batch, masks_fn(batch.spikes.shape[0]).to(device))
         for name in ("spikes", "wheel", "whisker", "choice", "block"):
             outs.setdefault(name, []).append(getattr(out, name).float().cpu())
     return {k: torch.cat(v).numpy() for k, v in outs.items()}
@@ -63,14 +68,14 @@ def predict_neds(
     n, t = data.n_units[0], data.spikes.shape[1]
     pred: dict[str, np.ndarray] = {}
     if model.mode in ("multimodal", "encoding"):
-        out = _run(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device)
+        out = run_model(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device)
         pred["rate"] = np.exp(out["spikes"][:, :, :n])
         if per_behaviour and model.mode == "multimodal":
             for beh in BEHAVIOURS:
-                out = _run(model, data, idx, lambda b, k=beh: eval_masks("encoding_from", b, t, keep=k), batch_size, device)
+                out = run_model(model, data, idx, lambda b, k=beh: eval_masks("encoding_from", b, t, keep=k), batch_size, device)
                 pred[f"rate_from_{beh}"] = np.exp(out["spikes"][:, :, :n])
     if model.mode in ("multimodal", "decoding"):
-        out = _run(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device)
+        out = run_model(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device)
         pred["wheel"], pred["whisker"] = out["wheel"], out["whisker"]
         pred["choice_prob"] = torch.softmax(torch.from_numpy(out["choice"]), -1).numpy()
         pred["block_prob"] = torch.softmax(torch.from_numpy(out["block"]), -1).numpy()
