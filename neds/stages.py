@@ -240,7 +240,7 @@ def run_probe(
     """
     import xarray as xr
 
-    from neds.evaluate.probing import FEATURE_SETS, TARGET_REGIONS, probe, unit_embeddings
+    from neds.evaluate.probing import FEATURE_SETS, N_FOLDS, TARGET_REGIONS, probe, unit_embeddings
     from neds.io.store import as_str, open_binned, text_array
     from neds.train import load_model
 
@@ -261,7 +261,7 @@ def run_probe(
     regions_all, sessions_all = np.concatenate(regions), np.concatenate(sessions)
     # regions with fewer units than cross-validation folds cannot be probed: left out, and said so
     sizes = {r: int((regions_all == r).sum()) for r in TARGET_REGIONS}
-    probed = [r for r in TARGET_REGIONS if sizes[r] >= 5]
+    probed = [r for r in TARGET_REGIONS if sizes[r] >= N_FOLDS]
     keep = np.isin(regions_all, probed)
     labels = regions_all[keep]
     counts = {r: int((labels == r).sum()) for r in TARGET_REGIONS}
@@ -269,7 +269,7 @@ def run_probe(
         "target": target,
         "n_units": int(keep.sum()),
         "n_units_outside_targets": int((~np.isin(regions_all, TARGET_REGIONS)).sum()),
-        "regions_left_out": {r: f"{sizes[r]} units, fewer than the 5 folds" for r in TARGET_REGIONS if r not in probed},
+        "regions_left_out": {r: f"{sizes[r]} units, fewer than the {N_FOLDS} folds" for r in TARGET_REGIONS if r not in probed},
         "units_per_region": counts,
         "regions": list(TARGET_REGIONS),
         "chance": max(counts.values()) / max(1, sum(counts.values())),

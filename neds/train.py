@@ -279,8 +279,11 @@ def train(
     total_steps = steps_per_epoch * tcfg.epochs
 
     model.to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n and "mask_token" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n and "mask_token" not in n)]
+    def decays(name: str, p: torch.Tensor) -> bool:  # weight matrices; not biases, norms, embeddings
+        return p.ndim >= 2 and "emb" not in name and "mask_token" not in name
+
+    decay = [p for n, p in model.named_parameters() if decays(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=tcfg.max_lr / tcfg.div_factor,

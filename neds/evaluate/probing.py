@@ -24,10 +24,11 @@ from sklearn.svm import LinearSVC
 
 from neds.model.neds import NEDS
 
-__all__ = ["TARGET_REGIONS", "unit_embeddings", "probe", "FEATURE_SETS"]
+__all__ = ["TARGET_REGIONS", "unit_embeddings", "probe", "FEATURE_SETS", "N_FOLDS"]
 
 TARGET_REGIONS = ("CA1", "DG", "LP", "PO", "VISa")
 FEATURE_SETS = ("input", "output", "both", "mean_rate", "psth")
+N_FOLDS = 5  # cross-validation folds; a region needs at least this many units to be probed
 
 
 def unit_embeddings(model: NEDS) -> list[dict[str, np.ndarray]]:
@@ -43,7 +44,7 @@ def unit_embeddings(model: NEDS) -> list[dict[str, np.ndarray]]:
     return out
 
 
-def probe(features: np.ndarray, regions: np.ndarray, seed: int = 0, n_splits: int = 5) -> dict:
+def probe(features: np.ndarray, regions: np.ndarray, seed: int = 0, n_splits: int = N_FOLDS) -> dict:
     """Cross-validated linear SVM predicting the region of each unit from its features.
 
     Parameters
