@@ -30,7 +30,7 @@ from neds.data.dataset import TrialData
 from neds.evaluate.evaluation import run_model
 from neds.evaluate.metrics import accuracy, bits_per_spike, r2_score
 from neds.model.masking import SCHEMES, draw_masks, eval_masks
-from neds.model.neds import NEDS, ModelConfig, model_summary
+from neds.model.neds import LOSS_PARTS, NEDS, ModelConfig, model_summary
 
 __all__ = [
     "TrainConfig",
@@ -64,6 +64,7 @@ class TrainConfig:
     div_factor: float = 10.0  # the schedule starts at max_lr / div_factor
     mask_ratio: float = 0.3
     schemes: tuple[str, ...] | None = None  # None: the schemes of the model's mode
+    loss_weights: dict[str, float] | None = None  # modality -> weight in the total loss (default 1)
     val_every: int = 5
     seed: int = 42
     grad_clip: float = 1.0
@@ -71,6 +72,11 @@ class TrainConfig:
     bf16: bool = True  # autocast to bfloat16 on CUDA
     eval_batch_size: int = 64
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.loss_weights or {}) - set(LOSS_PARTS)
+        if unknown:
+            raise ValueError(f"unknown loss_weights {sorted(unknown)}; use modalities from {LOSS_PARTS}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -355,7 +361,7 @@ def train(
             masks = draw_masks(len(idx), batch.spikes.shape[1], tcfg.mask_ratio, mask_gen, schemes).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = net(batch, masks)
-            loss, parts = model.loss(out, batch, masks)
+            loss, parts = model.loss(out, batch, masks, tcfg.loss_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tcfg.grad_clip:

@@ -114,6 +114,29 @@ def test_loss_ignores_unmasked_targets_and_padded_units():
     assert not torch.allclose(model.loss(out, hit, masks)[0], loss)
 
 
+def test_loss_values_by_hand():
+    """Spike loss: Poisson NLL summed over the session's units, mean over masked tokens; weights
+    scale each modality's term; parts stay unweighted."""
+    data = random_trials(UNITS, 2)
+    model = NEDS(TINY, UNITS, "multimodal").eval()
+    batch = batch_of(data, [0, 2])  # sessions 0 (7 units) and 1 (12 units)
+    b, t, n = batch.spikes.shape
+    out = model(batch, eval_masks("decoding", b, t))
+    out.spikes = torch.full((b, t, n), -1.0)  # log-rate -1 everywhere
+    spikes = torch.zeros(b, t, dtype=torch.bool)
+    spikes[0, 3] = spikes[1, 5] = spikes[1, 6] = True
+    masks = eval_masks("encoding", b, t)
+    masks.spikes = spikes
+    nll = lambda k, units: sum(float(torch.exp(torch.tensor(-1.0)) + c) for c in batch.spikes[k[0], k[1], :units])
+    expected = (nll((0, 3), 7) + nll((1, 5), 12) + nll((1, 6), 12)) / 3
+    _, parts = model.loss(out, batch, masks)
+    assert parts["spikes"].item() == pytest.approx(expected, rel=1e-5)
+    weighted, parts = model.loss(out, batch, masks, {"spikes": 0.5, "choice": 0.0})
+    assert weighted.item() == pytest.approx(0.5 * expected, rel=1e-5)  # behaviour is visible: only spikes count
+    with pytest.raises(ValueError, match="unknown loss weights"):
+        model.loss(out, batch, masks, {"pupil": 1.0})
+
+
 def test_batched_session_layers_equal_a_per_session_loop():
     data = random_trials(UNITS, 3)
     model = NEDS(TINY, UNITS, "multimodal").eval()

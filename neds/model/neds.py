@@ -20,9 +20,10 @@ import torch.nn.functional as F
 
 from neds.model.masking import Masks
 
-__all__ = ["ModelConfig", "NEDS", "Batch", "Output", "MODES"]
+__all__ = ["ModelConfig", "NEDS", "Batch", "Output", "MODES", "LOSS_PARTS"]
 
 MODES = ("multimodal", "encoding", "decoding")
+LOSS_PARTS = ("spikes", "wheel", "whisker", "choice", "block")
 N_CLASSES = {"choice": 2, "block": 3}
 # input value of the static behaviours' classes (choice -1/+1, block prior 0.2/0.5/0.8)
 _CHOICE_VALUES = (-1.0, 1.0)
@@ -272,20 +273,26 @@ class NEDS(nn.Module):
         return Output(spikes=spikes, wheel=dyn[:, 0], whisker=dyn[:, 1], choice=choice, block=block)
 
     # ------------------------------------------------------------------ loss
-    def loss(self, out: Output, batch: Batch, masks: Masks) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Sum over modalities of the mean loss over masked targets.
+    def loss(
+        self, out: Output, batch: Batch, masks: Masks, weights: dict[str, float] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted sum over modalities of each modality's mean loss per masked token.
 
-        Spikes: Poisson NLL with log-rate input, over masked (trial, bin) x real units.
-        Wheel, whisker: MSE over masked bins. Choice, block: cross-entropy over trials whose
-        token is masked. The encoding model scores only spikes, the decoding model only behaviour.
-        Unmasked tokens and padded units contribute nothing.
+        Spikes: a spike token is one (trial, bin) of the whole population, so its loss is the
+        Poisson NLL (log-rate input) summed over the session's real units; the modality's loss is
+        the mean of that over masked tokens. Wheel, whisker: MSE over masked bins. Choice, block:
+        cross-entropy over trials whose token is masked. The encoding model scores only spikes,
+        the decoding model only behaviour. Unmasked tokens and padded units contribute nothing.
+
+        ``weights`` (modality -> float, default 1 each) scales each modality's term of the total;
+        the returned parts are unweighted.
         """
         parts: dict[str, torch.Tensor] = {}
         if self.mode in ("multimodal", "encoding"):
-            sel = (masks.spikes[:, :, None] & batch.unit_mask[:, None, :]).to(out.spikes.dtype)  # (B, T, N)
             rate = out.spikes.float()
-            nll = torch.exp(rate) - batch.spikes * rate
-            parts["spikes"] = (nll * sel).sum() / sel.sum().clamp(min=1)
+            nll = (torch.exp(rate) - batch.spikes * rate) * batch.unit_mask[:, None, :]  # (B, T, N)
+            sel = masks.spikes.to(rate.dtype)  # (B, T)
+            parts["spikes"] = (nll.sum(-1) * sel).sum() / sel.sum().clamp(min=1)
         if self.mode in ("multimodal", "decoding"):
             for i, name in enumerate(("wheel", "whisker")):
                 sel = masks.behaviour[:, i].float()
@@ -295,7 +302,11 @@ class NEDS(nn.Module):
                 sel = masks.behaviour[:, i, 0].float()  # (B,), whole-token flag
                 ce = F.cross_entropy(getattr(out, name).float(), getattr(batch, name), reduction="none")
                 parts[name] = (ce * sel).sum() / sel.sum().clamp(min=1)
-        total = torch.stack(list(parts.values())).sum()
+        weights = weights or {}
+        unknown = set(weights) - set(LOSS_PARTS)
+        if unknown:
+            raise ValueError(f"unknown loss weights {sorted(unknown)}; use {LOSS_PARTS}")
+        total = torch.stack([v * weights.get(k, 1.0) for k, v in parts.items()]).sum()
         return total, parts
 
 
