@@ -82,11 +82,13 @@ def run_download_session(eid: str, settings: OneSettings, out_json: str | Path) 
 
 
 def run_summarize_sessions(
-    status_files: list[str | Path], roles: dict[str, str], out_tsv: str | Path
+    status_files: list[str | Path], roles: dict[str, str], out_tsv: str | Path, require_all_usable: bool = False
 ) -> pd.DataFrame:
     """Collect the per-session status files into ``sessions.tsv`` (one row per session).
 
     roles : eid -> 'pretrain' | 'heldout'
+    require_all_usable : raise (after writing the table) if any session is unusable; the
+        workflow's static-DAG mode (``data.require_all_usable``) planned jobs for every session.
     """
     rows = []
     for path in status_files:
@@ -99,6 +101,13 @@ def run_summarize_sessions(
             table[col] = ""
     table = table[list(SESSION_COLUMNS)]
     write_table(table, out_tsv)
+    bad = table.loc[~table["usable"].astype(bool)]
+    if require_all_usable and len(bad):
+        listed = "; ".join(f"{r.eid} ({r.role}): {r.reason}" for r in bad.itertuples())
+        raise ValueError(
+            f"data.require_all_usable is true but {len(bad)} session(s) are unusable: {listed}. "
+            "Remove them from the session lists, or set data.require_all_usable: false to skip them"
+        )
     return table
 
 

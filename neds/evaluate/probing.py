@@ -9,7 +9,9 @@ A unit's embedding comes from the session-specific layers of a trained model:
 * ``both``: the two concatenated.
 
 A linear SVM on standardised embeddings, with stratified 5-fold cross-validation, predicts each
-unit's Beryl region among the five repeated-site targets. Simple unit features are probed the
+unit's Beryl region among the five repeated-site targets. Its regularisation C is chosen inside
+each training fold by an inner stratified cross-validation over :data:`C_GRID` (nested, so the
+test fold never informs the choice). Simple unit features are probed the
 same way for comparison: the mean rate (log) and the trial-averaged response (PSTH).
 """
 
@@ -17,18 +19,19 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from neds.model.neds import NEDS
 
-__all__ = ["TARGET_REGIONS", "unit_embeddings", "probe", "FEATURE_SETS", "N_FOLDS"]
+__all__ = ["TARGET_REGIONS", "unit_embeddings", "probe", "FEATURE_SETS", "N_FOLDS", "C_GRID"]
 
 TARGET_REGIONS = ("CA1", "DG", "LP", "PO", "VISa")
 FEATURE_SETS = ("input", "output", "both", "mean_rate", "psth")
 N_FOLDS = 5  # cross-validation folds; a region needs at least this many units to be probed
+C_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # SVM regularisation, chosen per training fold by inner cross-validation
 
 
 def unit_embeddings(model: NEDS) -> list[dict[str, np.ndarray]]:
@@ -57,7 +60,7 @@ def probe(features: np.ndarray, regions: np.ndarray, seed: int = 0, n_splits: in
     -------
     dict: accuracy and balanced_accuracy (mean over folds) with their s.e.m., per-region F1 and
     the confusion matrix (rows true, columns predicted, TARGET_REGIONS order) of the pooled
-    out-of-fold predictions.
+    out-of-fold predictions, and ``svm_c``, the C chosen in each outer fold.
     """
     regions = np.asarray(regions).astype(str)
     features = np.asarray(features, dtype=np.float64)
@@ -70,9 +73,16 @@ def probe(features: np.ndarray, regions: np.ndarray, seed: int = 0, n_splits: in
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     predicted = np.empty(regions.shape, dtype=object)
     acc, bacc = [], []
+    chosen_c = []
     for train, test in folds.split(features, regions):
-        clf = make_pipeline(StandardScaler(), LinearSVC(C=1.0, max_iter=20000, dual="auto"))
+        inner_splits = min(n_splits, min(int((regions[train] == r).sum()) for r in present))
+        clf = GridSearchCV(
+            make_pipeline(StandardScaler(), LinearSVC(max_iter=20000, dual="auto")),
+            {"linearsvc__C": list(C_GRID)},
+            cv=StratifiedKFold(n_splits=max(inner_splits, 2), shuffle=True, random_state=seed),
+        )
         clf.fit(features[train], regions[train])
+        chosen_c.append(float(clf.best_params_["linearsvc__C"]))
         predicted[test] = clf.predict(features[test])
         hit = predicted[test] == regions[test]
         acc.append(hit.mean())
@@ -86,4 +96,5 @@ def probe(features: np.ndarray, regions: np.ndarray, seed: int = 0, n_splits: in
         "balanced_accuracy_sem": float(np.std(bacc, ddof=1) / np.sqrt(len(bacc))),
         "f1": {r: float(v) for r, v in zip(TARGET_REGIONS, f1)},
         "confusion": confusion_matrix(regions, predicted, labels=list(TARGET_REGIONS)).tolist(),
+        "svm_c": chosen_c,
     }

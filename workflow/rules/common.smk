@@ -43,8 +43,12 @@ def get_bin_session_input(wildcards):
 
 
 def usable_sessions(role):
-    """Usable eids of a role ('pretrain' or 'heldout'), read from the summarize_sessions checkpoint."""
+    """Usable eids of a role ('pretrain' or 'heldout'): read from the summarize_sessions
+    checkpoint, or, with data.require_all_usable, every listed eid (a static DAG)."""
     import pandas as pd
+
+    if config["data"]["require_all_usable"]:
+        return PRETRAIN_EIDS if role == "pretrain" else HELDOUT_EIDS
 
     table = pd.read_csv(checkpoints.summarize_sessions.get().output.tsv, sep="\t")
     return table.loc[table["usable"] & (table["role"] == role), "eid"].tolist()

@@ -81,6 +81,7 @@ checkpoint summarize_sessions:
         tsv="results/binned/sessions.tsv",
     params:
         roles=ROLES,
+        require_all_usable=config["data"]["require_all_usable"],
     log:
         "logs/summarize_sessions.log",
     benchmark:

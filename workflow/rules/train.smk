@@ -21,6 +21,7 @@ rule pretrain_model:
         "benchmarks/pretrain_model.tsv"
     conda:
         "../envs/neds.yaml"
+    priority: 10  # on the critical path (pretrain -> fine-tune -> evaluate): start it first
     threads: config["training"]["threads"]
     resources:
         mem_mb=8000,
