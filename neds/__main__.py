@@ -5,6 +5,7 @@
     python -m neds sessions  [--config ...]            # list the configured sessions and roles
     python -m neds train     --stage pretrain|finetune|scratch|encoding|decoding [--eid EID]
     torchrun --nproc_per_node 4 -m neds train --stage pretrain   # data-parallel pretraining
+    python -m neds train-spec SPEC.json   # what the workflow's torchrun processes run (neds.stages.launch_training)
 
 The config is validated against the workflow's schema exactly as the workflow does.
 """
@@ -39,7 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--eid", help="held-out session (every stage but pretrain)")
     p_train.add_argument("--binned", default="results/binned", help="folder of the binned stores and sessions.tsv")
     p_train.add_argument("--models", default="results/models", help="output folder of the models")
+    p_spec = sub.add_parser("train-spec", help="train from a launch spec written by neds.stages.launch_training")
+    p_spec.add_argument("spec", help="launch_spec.json")
     args = parser.parse_args(argv)
+    if args.command == "train-spec":
+        import json
+
+        from neds.stages import log_to_file, run_training
+
+        log_to_file(None)
+        spec = json.loads(Path(args.spec).read_text())
+        run_training(**spec)
+        return 0
 
     from neds.config import binning_params, one_settings, session_lists, simulation_config
     from neds.stages import log_to_file
@@ -82,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args, config: dict) -> None:
     import pandas as pd
 
-    from neds.config import train_settings
+    from neds.config import model_settings, train_settings
     from neds.stages import run_training
 
     binned, models = Path(args.binned), Path(args.models)
@@ -98,7 +110,7 @@ def _train(args, config: dict) -> None:
             raise SystemExit(f"--eid must name a usable session of {binned / 'sessions.tsv'}")
         eids, out = [args.eid], models / stage / args.eid
         pretrained = models / "pretrain" / "model.pt" if stage == "finetune" else None
-    run_training(stage, [binned / f"{e}.zarr" for e in eids], out, config["model"], settings, pretrained=pretrained,
+    run_training(stage, [binned / f"{e}.zarr" for e in eids], out, model_settings(config, stage), settings, pretrained=pretrained,
                  threads=config["training"]["threads"])
 
 

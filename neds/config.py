@@ -16,6 +16,7 @@ __all__ = [
     "binning_params",
     "simulation_config",
     "validate_config",
+    "model_settings",
     "SCHEMA_PATH",
 ]
 
@@ -186,6 +187,19 @@ def simulation_config(config: dict[str, Any]):
 
 
 TRAINING_STAGES = ("pretrain", "finetune", "scratch", "encoding", "decoding")
+
+
+def model_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
+    """:class:`neds.model.neds.ModelConfig` fields of one stage's model: ``model`` with
+    ``n_layers`` replaced by ``pretrain_n_layers`` (when set) for the pretrained model and the
+    models fine-tuned from it."""
+    if stage not in TRAINING_STAGES:
+        raise ConfigError(f"unknown training stage {stage!r}; use one of {TRAINING_STAGES}")
+    model = dict(config["model"])
+    deep = model.pop("pretrain_n_layers", None)
+    if deep is not None and stage in ("pretrain", "finetune"):
+        model["n_layers"] = deep
+    return model
 _EXECUTOR_KEYS = ("threads", "gpus", "pretrain_gpus")  # resources of the jobs, not TrainConfig fields
 
 

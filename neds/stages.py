@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from neds.data.session import BinningParams, bin_session
 from neds.io.ibl import OneSettings, connect, download_session, load_session
 from neds.io.store import SESSION_COLUMNS, write_table, write_unusable, write_zarr
 
-__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "run_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "oracle_rates", "log_to_file"]
+__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "run_training", "launch_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "oracle_rates", "log_to_file"]
 
 _log = logging.getLogger(__name__)
 
@@ -148,6 +149,48 @@ def run_training(
     summary = train(model, data, TrainConfig.from_dict(train_config), out_dir, extra=extra)
     _log.info("%s: best epoch %s, validation %s", stage, summary.get("best_epoch"), summary.get("best_val"))
     return summary
+
+
+def launch_training(
+    stage: str,
+    stores: list[str | Path],
+    out_dir: str | Path,
+    model_config: dict,
+    train_config: dict,
+    pretrained: str | Path | None = None,
+    threads: int | None = None,
+    nproc: int = 1,
+    log: str | Path | None = None,
+) -> dict:
+    """:func:`run_training` in this process (``nproc`` 1), or data-parallel in ``nproc``
+    processes on this node started by ``torchrun`` (one per GPU; gloo on CPU).
+
+    The processes read their arguments from ``<out_dir>/launch_spec.json``; their output is
+    appended to ``log``. Returns the run's summary.
+    """
+    import subprocess
+
+    if nproc <= 1:
+        return run_training(stage, stores, out_dir, model_config, train_config, pretrained, threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "stage": stage, "stores": [str(s) for s in stores], "out_dir": str(out_dir), "model_config": model_config,
+        "train_config": train_config, "pretrained": str(pretrained) if pretrained else None, "threads": threads,
+    }  # fmt: skip
+    spec_path = out_dir / "launch_spec.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "neds", "train-spec", str(spec_path),
+    ]  # fmt: skip
+    _log.info("launching %s", " ".join(cmd))
+    with open(log, "a") if log else open(os.devnull, "w") as sink:
+        done = subprocess.run(cmd, stdout=sink if log else None, stderr=subprocess.STDOUT if log else None)
+    if done.returncode != 0:
+        where = f"; see {log}" if log else ""
+        raise RuntimeError(f"distributed {stage} training ({nproc} processes) failed with exit code {done.returncode}{where}")
+    return json.loads((out_dir / "summary.json").read_text())
 
 
 def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: np.ndarray) -> np.ndarray:

@@ -1,12 +1,13 @@
 """Config schema, session lists and the leakage guard."""
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from neds.config import ConfigError, check_no_leakage, read_eid_list, session_lists, validate_config
+from neds.config import ConfigError, check_no_leakage, model_settings, read_eid_list, session_lists, validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EID_A = "754b74d5-7a06-4004-ae0c-72a10b6ed2e6"
@@ -23,10 +24,14 @@ def test_default_config_validates_and_gets_defaults():
     assert cfg["data"]["one"]["max_retries"] == 5
 
 
-def test_ibl_example_config_validates():
-    cfg = validate_config(yaml.safe_load((ROOT / "config" / "ibl_example.yaml").read_text()))
+def test_paper_config_validates():
+    cfg = validate_config(yaml.safe_load((ROOT / "config" / "ibl_repeated_site.yaml").read_text()))
     pretrain, heldout = session_lists(cfg, base_dir=ROOT)
     assert len(pretrain) == 74 and len(heldout) == 10
+    assert cfg["data"]["one"]["revision"] and cfg["data"]["require_all_usable"]
+    assert model_settings(cfg, "pretrain")["n_layers"] == model_settings(cfg, "finetune")["n_layers"] == 22
+    assert model_settings(cfg, "scratch")["n_layers"] == model_settings(cfg, "encoding")["n_layers"] == 5
+    assert "pretrain_n_layers" not in model_settings(cfg, "scratch")
 
 
 @pytest.mark.parametrize(
@@ -91,3 +96,17 @@ def test_simulated_sessions_are_split_and_disjoint():
     assert not set(pretrain) & set(heldout)
     again = session_lists(validate_config(copy.deepcopy(default_config())))
     assert again == (pretrain, heldout)
+
+
+def test_require_all_usable_names_each_unusable_session(tmp_path):
+    from neds.stages import run_summarize_sessions
+
+    a, b = "754b74d5-7a06-4004-ae0c-72a10b6ed2e6", "d23a44ef-1402-4ed7-97f5-47e9a7a504d9"
+    (tmp_path / "a.json").write_text(json.dumps({"eid": a, "usable": True, "reason": ""}))
+    (tmp_path / "b.json").write_text(json.dumps({"eid": b, "usable": False, "reason": "no whisker motion energy"}))
+    files, roles = [tmp_path / "a.json", tmp_path / "b.json"], {a: "pretrain", b: "heldout"}
+    table = run_summarize_sessions(files, roles, tmp_path / "ok.tsv")  # lenient: recorded, not raised
+    assert table["usable"].tolist() == [True, False]
+    with pytest.raises(ValueError, match=f"{b} \\(heldout\\): no whisker motion energy"):
+        run_summarize_sessions(files, roles, tmp_path / "strict.tsv", require_all_usable=True)
+    assert (tmp_path / "strict.tsv").exists()  # the table is written before the error

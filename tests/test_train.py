@@ -4,6 +4,7 @@ import json
 import os
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -131,3 +132,47 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
     torch.manual_seed(0)
     init = build_model(TINY, [5, 9]).state_dict()
     assert not torch.equal(init["blocks.0.qkv.weight"], a["blocks.0.qkv.weight"])
+
+
+def _toy_store(path, eid, n_units, n_trials, seed):
+    """A minimal binned store (the variables load_sessions reads)."""
+    import xarray as xr
+
+    from neds.io.store import text_array, write_zarr
+
+    rng = np.random.default_rng(seed)
+    split = np.array(["train"] * (n_trials - 4) + ["val"] * 2 + ["test"] * 2)
+    ds = xr.Dataset(
+        {
+            "spikes": (("trial", "time", "unit"), rng.poisson(0.3, (n_trials, 100, n_units)).astype(np.uint16)),
+            "wheel_speed": (("trial", "time"), rng.random((n_trials, 100)).astype(np.float32)),
+            "whisker_motion_energy": (("trial", "time"), rng.random((n_trials, 100)).astype(np.float32)),
+            "choice": (("trial",), rng.integers(0, 2, n_trials).astype(np.int8)),
+            "block": (("trial",), rng.integers(0, 3, n_trials).astype(np.int8)),
+        },
+        coords={"trial": np.arange(n_trials), "split": (("trial",), text_array(split))},
+        attrs={"eid": eid, "usable": True},
+    )
+    write_zarr(ds, path)
+    return path
+
+
+def test_launch_training_runs_torchrun_with_gloo(tmp_path):
+    """The pretraining rule's distributed path: torchrun, 2 processes, gloo on CPU."""
+    from neds.stages import launch_training
+
+    stores = [
+        _toy_store(tmp_path / "a.zarr", "754b74d5-7a06-4004-ae0c-72a10b6ed2e6", 5, 20, 0),
+        _toy_store(tmp_path / "b.zarr", "d23a44ef-1402-4ed7-97f5-47e9a7a504d9", 9, 20, 1),
+    ]
+    model = {k: getattr(TINY, k) for k in ("hidden", "n_heads", "mlp", "n_layers", "dropout", "token_dropout")}
+    log = tmp_path / "pretrain.log"
+    summary = launch_training(
+        "pretrain", stores, tmp_path / "out", model, {"epochs": 2, **FAST}, threads=1, nproc=2, log=log
+    )
+    assert summary["world_size"] == 2 and summary["epochs"] == 2
+    assert (tmp_path / "out" / "model.pt").exists() and (tmp_path / "out" / "launch_spec.json").exists()
+    # a failing run names its log
+    with pytest.raises(RuntimeError, match="pretrain.log"):
+        launch_training("pretrain", [tmp_path / "missing.zarr"], tmp_path / "bad", model, {"epochs": 1, **FAST},
+                        nproc=2, log=log)

@@ -1,6 +1,8 @@
 """End-to-end: the data stage of the workflow on a tiny config in a temporary directory."""
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,9 +20,9 @@ from neds.io.store import is_usable, open_binned
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +174,26 @@ def test_workflow_refuses_leaky_config(tmp_path):
     proc = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "ok.yaml"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "download_session" in proc.stdout and "bin_session" in proc.stdout
+
+
+def test_paper_config_plans_every_job_offline(tmp_path):
+    """The paper configuration dry-runs with no network (no ONE call before a job runs) and,
+    with data.require_all_usable, lists every job of the 84 sessions up front."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    shutil.copytree(ROOT / "sessions", tmp_path / "sessions")
+    env = {**os.environ, "HOME": str(tmp_path)}  # no ONE parameters of the user either
+    proc = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "config" / "ibl_repeated_site.yaml"), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = proc.stdout[proc.stdout.rindex("Job stats:"):]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    expected = {
+        "download_session": 84, "bin_session": 84, "summarize_sessions": 1, "pretrain_model": 1,
+        "finetune_model": 10, "train_scratch": 10, "train_unimodal": 20, "fit_rrr_baseline": 1,
+        "evaluate_session": 10, "summarize_evaluation": 1, "probe_regions": 2, "plot_examples": 10,
+        "render_summary": 1,
+    }  # fmt: skip
+    assert {k: counts.get(k) for k in expected} == expected
+    assert not (tmp_path / "resources").exists()  # nothing was downloaded or cached
 
 
 def test_command_line_lists_sessions():

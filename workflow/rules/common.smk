@@ -5,6 +5,7 @@ from snakemake.utils import validate
 
 import neds
 from neds.config import check_consistency, session_lists
+from neds.config import model_settings as neds_model_settings
 from neds.config import train_settings as neds_train_settings
 
 
@@ -31,6 +32,11 @@ MODEL_KINDS = ("finetune", "scratch", "encoding", "decoding")
 def train_settings(stage):
     """TrainConfig settings of one stage (neds.config.train_settings)."""
     return neds_train_settings(config, stage)
+
+
+def model_settings(stage):
+    """ModelConfig settings of one stage's model (neds.config.model_settings)."""
+    return neds_model_settings(config, stage)
 
 
 def get_bin_session_input(wildcards):

@@ -11,7 +11,7 @@ rule pretrain_model:
         history="results/models/pretrain/history.jsonl",
         summary="results/models/pretrain/summary.json",
     params:
-        model=config["model"],
+        model=model_settings("pretrain"),
         training=train_settings("pretrain"),
         out_dir=subpath(output.model, parent=True),
         neds_version=NEDS_VERSION,
@@ -40,7 +40,7 @@ rule finetune_model:
         history="results/models/finetune/{eid}/history.jsonl",
         summary="results/models/finetune/{eid}/summary.json",
     params:
-        model=config["model"],
+        model=model_settings("finetune"),
         training=train_settings("finetune"),
         out_dir=subpath(output.model, parent=True),
         neds_version=NEDS_VERSION,
@@ -67,7 +67,7 @@ rule train_scratch:
         history="results/models/scratch/{eid}/history.jsonl",
         summary="results/models/scratch/{eid}/summary.json",
     params:
-        model=config["model"],
+        model=model_settings("scratch"),
         training=train_settings("scratch"),
         out_dir=subpath(output.model, parent=True),
         neds_version=NEDS_VERSION,
@@ -94,7 +94,7 @@ rule train_unimodal:
         history="results/models/{kind}/{eid}/history.jsonl",
         summary="results/models/{kind}/{eid}/summary.json",
     params:
-        model=config["model"],
+        model=lambda wc: model_settings(wc.kind),
         training=lambda wc: train_settings(wc.kind),
         out_dir=subpath(output.model, parent=True),
         neds_version=NEDS_VERSION,
