@@ -150,6 +150,42 @@ def test_rerun_is_a_no_op_and_lint_is_clean(run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
+def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
+    """The SLURM profile through snakemake-executor-plugin-slurm, with stand-in SLURM commands:
+    per-rule partitions, memory, runtime and GPUs reach sbatch (nothing is executed)."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    work = tmp_path / "work"
+    shutil.copytree(run, work, symlinks=True)
+    (work / "config" / "gpus.yaml").write_text("training: {pretrain_gpus: 2, gpus: 1}\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "sacct", "squeue", "sinfo", "sacctmgr", "sshare", "scontrol"):
+        (bin_dir / name).symlink_to(ROOT / "tests" / "fake_slurm" / "fake_slurm.py")
+    log = tmp_path / "sbatch.jsonl"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_LOG": str(log)}
+    proc = snakemake(
+        work, "--profile", str(ROOT / "workflow" / "profiles" / "slurm"),
+        "--configfile", str(work / "config" / "config.yaml"), str(work / "config" / "gpus.yaml"),
+        "--forcerun", "pretrain_model", "train_scratch", "--until", "pretrain_model", "train_scratch",
+        "--retries", "0", "--latency-wait", "1", "--slurm-init-seconds-before-status-checks", "1",
+        env=env,
+    )  # fmt: skip
+    assert proc.returncode != 0  # the stand-in sacct fails every job
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    by_rule = {}
+    for call in calls:
+        comment = call["args"][call["args"].index("--comment") + 1]
+        by_rule.setdefault(comment.split("_wildcards")[0].removeprefix("rule_"), []).append(" ".join(call["args"]))
+    assert set(by_rule) == {"pretrain_model", "train_scratch"}, by_rule.keys()
+    assert len(by_rule["train_scratch"]) == 1  # the tiny config's one usable held-out session
+    pre, scratch = by_rule["pretrain_model"][0], by_rule["train_scratch"][0]
+    for option in ("-p gpu", "-t 2880", "--mem 128000", "--gpus=2", "--cpus-per-gpu=4", "--requeue"):
+        assert option in pre, (option, pre)
+    for option in ("-p gpu", "-t 240", "--mem 32000", "--gpus=1"):
+        assert option in scratch, (option, scratch)
+
+
 def test_workflow_refuses_leaky_config(tmp_path):
     """Dry run, no network: a held-out eid in the pretraining list stops the workflow at start-up."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
