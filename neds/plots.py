@@ -42,6 +42,7 @@ __all__ = [
     "plot_probing",
     "plot_training_curves",
     "summary_html",
+    "plot_experiment",
     "METHOD_STYLE",
     "METRIC_LABELS",
 ]
@@ -580,3 +581,34 @@ def summary_html(summary: pd.DataFrame | str | Path, gain: pd.DataFrame | str | 
             f"(– where a method does not produce the metric).</p>{''.join(parts)}"
             f"<h3>Gain of pretraining over training from scratch (percent of the scratch value)</h3>"
             f"{gain.to_html(index=False, border=0)}</body></html>\n")
+
+
+EXPERIMENT_METRICS = ("bps_unit_mean", "choice_acc", "block_acc", "wheel_r2", "whisker_r2")
+EXPERIMENT_TITLES = {
+    "seeds": "NEDS over training seeds",
+    "ablation_masking": "masking ablation (pretrained, then fine-tuned)",
+    "model_size": "model size (pretrained, then fine-tuned)",
+    "scaling": "number of pretraining sessions (then fine-tuned)",
+    "sweep": "hyper-parameter sweep (trained from scratch)",
+}
+
+
+def plot_experiment(metrics: pd.DataFrame | str | Path, experiment: str) -> Figure:
+    """One panel per headline metric; one column per (variant, model), sessions as points with
+    their mean ± s.e.m. ``metrics`` has the columns of results/experiments/<exp>/metrics.tsv
+    (variant, method, eid, split and the metrics)."""
+    df = _table(metrics).copy()
+    order = list(dict.fromkeys(df["variant"]))
+    short = {"neds_finetuned": "fine-tuned", "neds_scratch": "scratch"}
+    df["method"] = [f"{v}\n{short.get(m, m)}" + ("\n(val)" if s == "val" else "") for v, m, s in
+                    zip(df["variant"], df["method"], df["split"])]  # fmt: skip
+    columns = list(dict.fromkeys(m for v in order for m in df.loc[df["variant"] == v, "method"]))
+    metrics_present = [m for m in EXPERIMENT_METRICS if m in df and df[m].notna().any()]
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(max(6.0, 0.9 * len(columns) + 1.5), 2.4 * len(metrics_present)), layout="constrained")
+        axes = fig.subplots(len(metrics_present), 1, squeeze=False)[:, 0]
+        for ax, metric in zip(axes, metrics_present):
+            _strip(ax, df, metric, columns, floor=FLOOR if metric != "choice_acc" and metric != "block_acc" else None)
+            ax.tick_params(axis="x", labelsize=7)
+        fig.suptitle(f"{EXPERIMENT_TITLES.get(experiment, experiment)}: held-out sessions ({_n_sessions(df)})")
+    return fig

@@ -19,7 +19,7 @@ from neds.data.session import BinningParams, bin_session
 from neds.io.ibl import OneSettings, connect, download_session, load_session
 from neds.io.store import SESSION_COLUMNS, write_table, write_unusable, write_zarr
 
-__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "run_training", "launch_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "oracle_rates", "log_to_file"]
+__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "run_training", "launch_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "run_score_models", "run_summarize_experiment", "run_table1", "oracle_rates", "log_to_file"]
 
 _log = logging.getLogger(__name__)
 
@@ -353,3 +353,76 @@ def run_fit_rrr(stores: list[str | Path], out: str | Path, rank: int = 4, epochs
     sessions = [load_sessions([s]) for s in stores]
     cfg = RRRConfig(rank=rank, epochs=epochs, seed=seed)
     save_rrr(fit_rrr_encoder(sessions, cfg), fit_rrr_decoder(sessions, cfg), out)
+
+
+# ---------------------------------------------------------------------------------------- experiments
+def run_score_models(store: str | Path, models: dict[str, str | Path], split: str, out_json: str | Path,
+                     attrs: dict | None = None) -> list[dict]:
+    """Score NEDS checkpoints (method name -> path) on one session's ``split`` trials (an
+    experiment variant's models); writes {'rows': [...]} like run_evaluate_session, plus ``attrs``."""
+    from neds.data.dataset import load_sessions
+    from neds.evaluate.evaluation import predict_neds, score
+    from neds.train import load_model
+
+    data = load_sessions([store])
+    rows = []
+    for name, path in models.items():
+        model, ckpt = load_model(path)
+        if ckpt["vocab"]["eids"] != data.eids:
+            raise ValueError(f"{path} was trained on {ckpt['vocab']['eids']}, not on {data.eids}")
+        row, _ = score(predict_neds(model, data, split, per_behaviour=False), data, split)
+        rows.append({"method": name, "eid": data.eids[0], "split": split, **row, "best_epoch": ckpt["state"]["best_epoch"],
+                     **(attrs or {})})  # fmt: skip
+    _write_json({"rows": rows}, out_json)
+    return rows
+
+
+def run_summarize_experiment(files: dict[str, list[str | Path]], out_metrics: str | Path, out_summary: str | Path) -> pd.DataFrame:
+    """An experiment's per-session rows (variant -> evaluation files) -> metrics.tsv (one row per
+    variant, method and session) and summary.tsv (mean, s.e.m. and sessions per variant and method)."""
+    from neds.evaluate.tables import summarize
+
+    rows = []
+    for variant, paths in files.items():
+        for path in paths:
+            rows += [{"variant": variant, **r} for r in json.loads(Path(path).read_text())["rows"]]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        raise ValueError("the experiment has no evaluated sessions; check results/binned/sessions.tsv")
+    keyed = df.assign(method=df["variant"] + "/" + df["method"])
+    summary = summarize(keyed.drop(columns=["variant", "experiment", "best_epoch"], errors="ignore"))
+    summary.insert(0, "variant", [m.split("/", 1)[0] for m in summary["method"]])
+    summary["method"] = [m.split("/", 1)[1] for m in summary["method"]]
+    write_table(df, out_metrics)
+    write_table(summary, out_summary)
+    return summary
+
+
+def run_table1(metrics_tsv: str | Path, out_tsv: str | Path, out_md: str | Path) -> pd.DataFrame:
+    """The paper's Table 1 from the main evaluation: encoding (bits per spike, mean over units)
+    from each behaviour alone and from all, per NEDS model, mean ± s.e.m. over held-out sessions."""
+    df = pd.read_csv(metrics_tsv, sep="\t")
+    sources = [("all behaviours", "bps_unit_mean")] + [
+        (b, f"bps_from_{b}") for b in ("wheel", "whisker", "choice", "block") if f"bps_from_{b}" in df
+    ]
+    rows = []
+    for method in ("neds_finetuned", "neds_scratch"):
+        sub = df[df["method"] == method]
+        if sub.empty:
+            continue
+        for label, col in sources:
+            v = sub[col].dropna().to_numpy(float)
+            rows.append({"method": method, "encoding_from": label, "bps_mean": float(v.mean()) if v.size else np.nan,
+                         "bps_sem": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else np.nan, "n_sessions": int(v.size)})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        raise ValueError(f"{metrics_tsv} has no NEDS rows; run the main evaluation first")
+    write_table(table, out_tsv)
+    lines = ["| model | encoding from | bits per spike |", "|---|---|---|"]
+    for r in table.itertuples():
+        sem = "" if np.isnan(r.bps_sem) else f" ± {r.bps_sem:.3f}"
+        lines.append(f"| {r.method} | {r.encoding_from} | {r.bps_mean:.3f}{sem} |")
+    Path(out_md).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_md).write_text("# Encoding from each behaviour alone (Table 1)\n\nHeld-out sessions, test trials; mean ± s.e.m.\n\n"
+                            + "\n".join(lines) + "\n")
+    return table

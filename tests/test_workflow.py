@@ -151,6 +151,49 @@ def test_rerun_is_a_no_op_and_lint_is_clean(run):
 
 
 @pytest.mark.slow
+def test_experiment_targets(run):
+    """seeds, ablation_masking, model_size, scaling, sweep and table1 on the tiny config."""
+    proc = snakemake(run, "--cores", "2", "experiments")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    exp = run / "results" / "experiments"
+    expected = {
+        "seeds": {"seed_42", "seed_43", "seed_44"},
+        "ablation_masking": {"full", "no_cross_modal", "no_cross_no_within"},
+        "model_size": {"small", "large"},
+        "scaling": {"sessions_1", "sessions_2"},  # [1, 2, 4] capped at the 2 usable pretraining sessions
+        "sweep": {"trial_00", "trial_01", "trial_02", "trial_03", "best"},
+    }
+    for name, variants in expected.items():
+        metrics = pd.read_csv(exp / name / "metrics.tsv", sep="\t")
+        assert set(metrics["variant"]) == variants, name
+        assert metrics["bps_unit_mean"].notna().all()
+        summary = pd.read_csv(exp / name / "summary.tsv", sep="\t")
+        assert set(summary["variant"]) == variants
+        for ext in ("png", "svg"):
+            assert (run / "results" / "figures" / f"experiment_{name}.{ext}").stat().st_size > 0
+    seeds = pd.read_csv(exp / "seeds" / "metrics.tsv", sep="\t")
+    assert set(seeds["method"]) == {"neds_finetuned", "neds_scratch"}
+    # each seed trained its own model: different seeds give different scores
+    assert seeds.groupby("variant")["bps_unit_mean"].mean().nunique() == 3
+    # the sweep's best trial is the one with the best mean validation score, and is rescored on test
+    sweep = pd.read_csv(exp / "sweep" / "metrics.tsv", sep="\t")
+    best = json.loads((exp / "sweep" / "best.json").read_text())
+    trials = sweep[sweep["variant"] != "best"]
+    assert (trials["split"] == "val").all() and (sweep.loc[sweep["variant"] == "best", "split"] == "test").all()
+    keys = ["bps_unit_mean", "choice_acc", "block_acc", "wheel_r2", "whisker_r2"]
+    mean_score = trials.groupby("variant")[keys].mean().mean(axis=1)
+    assert best["variant"] == mean_score.idxmax()
+    ckpt = torch.load(exp / "sweep" / "best" / "scratch" / trials["eid"].iloc[0] / "model.pt", weights_only=False)
+    assert ckpt["model_config"]["hidden"] == best["settings"]["model"]["hidden"]
+    # scaling pretrains on the first k usable pretraining sessions
+    for k in (1, 2):
+        pre = torch.load(exp / "scaling" / f"sessions_{k}" / "pretrain" / "model.pt", weights_only=False)
+        assert len(pre["vocab"]["eids"]) == k
+    table1 = pd.read_csv(exp / "table1.tsv", sep="\t")
+    assert set(table1["encoding_from"]) == {"all behaviours", "wheel", "whisker", "choice", "block"}
+
+
+@pytest.mark.slow
 def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
     """The SLURM profile through snakemake-executor-plugin-slurm, with stand-in SLURM commands:
     per-rule partitions, memory, runtime and GPUs reach sbatch (nothing is executed)."""

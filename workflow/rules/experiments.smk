@@ -1,0 +1,242 @@
+# The paper's experiments as named targets (neds/experiments.py): seeds, ablation_masking,
+# model_size, scaling, sweep, table1, and `experiments` for all of them. Each variant trains under
+# results/experiments/<experiment>/<variant>/, is scored per held-out session, and each experiment
+# gets a table and a figure in the report.
+from neds.experiments import EXPERIMENTS, variant_names, variant_spec
+
+EXP_DIR = "results/experiments"
+
+
+wildcard_constraints:
+    experiment="|".join(EXPERIMENTS),
+    variant=r"[A-Za-z0-9_.-]+",
+    stage=r"finetune|scratch",
+
+
+def exp_variants(experiment):
+    return variant_names(config, experiment, len(usable_sessions("pretrain")))
+
+
+def exp_spec(wc):
+    """The variant's spec, or None for the sweep's best variant (its script reads best.json)."""
+    if wc.experiment == "sweep" and wc.variant == "best":
+        return None
+    return variant_spec(config, wc.experiment, wc.variant)
+
+
+def exp_pretrain_stores(wc):
+    k = variant_spec(config, wc.experiment, wc.variant)["pretrain_sessions"]
+    eids = usable_sessions("pretrain")
+    return expand("results/binned/{eid}.zarr", eid=eids[:k] if k else eids)
+
+
+def exp_train_input(wc):
+    inputs = {"store": f"results/binned/{wc.eid}.zarr"}
+    if wc.experiment == "sweep" and wc.variant == "best":
+        inputs["best"] = f"{EXP_DIR}/sweep/best.json"
+    elif wc.stage == "finetune":
+        own = variant_spec(config, wc.experiment, wc.variant)["own_pretrain"]
+        inputs["pretrained"] = (
+            f"{EXP_DIR}/{wc.experiment}/{wc.variant}/pretrain/model.pt" if own else "results/models/pretrain/model.pt"
+        )
+    return inputs
+
+
+def exp_models(wc):
+    """The checkpoints of one variant on one session, by method name."""
+    stages = ["scratch"] if wc.experiment == "sweep" else variant_spec(config, wc.experiment, wc.variant)["stages"]
+    names = {"finetune": "neds_finetuned", "scratch": "neds_scratch"}
+    return {names[s]: f"{EXP_DIR}/{wc.experiment}/{wc.variant}/{s}/{wc.eid}/model.pt" for s in stages}
+
+
+def exp_evaluations(experiment, variants=None):
+    return {
+        v: expand(f"{EXP_DIR}/{experiment}/{v}/evaluation/{{eid}}.json", eid=usable_sessions("heldout"))
+        for v in (variants or exp_variants(experiment))
+    }
+
+
+def exp_targets(experiment):
+    return [
+        f"{EXP_DIR}/{experiment}/summary.tsv",
+        f"results/figures/experiment_{experiment}.png",
+        f"results/figures/experiment_{experiment}.svg",
+    ]
+
+
+rule exp_pretrain:
+    input:
+        stores=exp_pretrain_stores,
+    output:
+        model=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/model.pt",
+        history=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/history.jsonl",
+        summary=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/summary.json",
+    params:
+        model=lambda wc: variant_spec(config, wc.experiment, wc.variant)["model"]["pretrain"],
+        training=lambda wc: variant_spec(config, wc.experiment, wc.variant)["training"]["pretrain"],
+        out_dir=subpath(output.model, parent=True),
+        neds_version=NEDS_VERSION,
+    log:
+        f"logs/experiments/{{experiment}}/{{variant}}/pretrain.log",
+    benchmark:
+        f"benchmarks/experiments/{{experiment}}/{{variant}}/pretrain.tsv"
+    conda:
+        "../envs/neds.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60 * 24,
+        gpu=config["training"]["pretrain_gpus"],
+    script:
+        "../scripts/pretrain_model.py"
+
+
+rule exp_train:
+    input:
+        unpack(exp_train_input),
+    output:
+        model=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/{{eid}}/model.pt",
+        summary=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/{{eid}}/summary.json",
+    params:
+        spec=exp_spec,
+        out_dir=subpath(output.model, parent=True),
+        neds_version=NEDS_VERSION,
+    log:
+        f"logs/experiments/{{experiment}}/{{variant}}/{{stage}}/{{eid}}.log",
+    benchmark:
+        f"benchmarks/experiments/{{experiment}}/{{variant}}/{{stage}}/{{eid}}.tsv"
+    conda:
+        "../envs/neds.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60 * 4,
+        gpu=config["training"]["gpus"],
+    script:
+        "../scripts/exp_train.py"
+
+
+rule exp_evaluate:
+    input:
+        store="results/binned/{eid}.zarr",
+        models=lambda wc: list(exp_models(wc).values()),
+    output:
+        metrics=f"{EXP_DIR}/{{experiment}}/{{variant}}/evaluation/{{eid}}.json",
+    params:
+        models=exp_models,
+        split=lambda wc: "val" if wc.experiment == "sweep" and wc.variant != "best" else "test",
+        neds_version=NEDS_VERSION,
+    log:
+        f"logs/experiments/{{experiment}}/{{variant}}/evaluate/{{eid}}.log",
+    conda:
+        "../envs/neds.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/exp_evaluate.py"
+
+
+rule sweep_select:
+    input:
+        unpack(lambda wc: exp_evaluations("sweep", [v for v in exp_variants("sweep") if v != "best"])),
+    output:
+        best=f"{EXP_DIR}/sweep/best.json",
+    params:
+        variants=lambda wc: [v for v in exp_variants("sweep") if v != "best"],
+    log:
+        "logs/experiments/sweep/select.log",
+    conda:
+        "../envs/neds.yaml"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/sweep_select.py"
+
+
+rule exp_summarize:
+    input:
+        unpack(lambda wc: exp_evaluations(wc.experiment)),
+    output:
+        metrics=f"{EXP_DIR}/{{experiment}}/metrics.tsv",
+        summary=f"{EXP_DIR}/{{experiment}}/summary.tsv",
+        figure=report(
+            "results/figures/experiment_{experiment}.png",
+            caption="../report/experiment.rst",
+            category="Experiments",
+            labels={"experiment": "{experiment}"},
+        ),
+        figure_svg="results/figures/experiment_{experiment}.svg",
+    params:
+        variants=lambda wc: exp_variants(wc.experiment),
+    log:
+        "logs/experiments/{experiment}/summarize.log",
+    conda:
+        "../envs/neds.yaml"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/exp_summarize.py"
+
+
+rule table1_tables:
+    input:
+        metrics="results/tables/metrics.tsv",
+    output:
+        tsv=f"{EXP_DIR}/table1.tsv",
+        md=report(f"{EXP_DIR}/table1.md", caption="../report/table1.rst", category="Experiments"),
+    log:
+        "logs/experiments/table1.log",
+    conda:
+        "../envs/neds.yaml"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/table1.py"
+
+
+rule seeds:
+    input:
+        exp_targets("seeds"),
+
+
+rule ablation_masking:
+    input:
+        exp_targets("ablation_masking"),
+
+
+rule model_size:
+    input:
+        exp_targets("model_size"),
+
+
+rule scaling:
+    input:
+        exp_targets("scaling"),
+
+
+rule sweep:
+    input:
+        exp_targets("sweep"),
+        f"{EXP_DIR}/sweep/best.json",
+
+
+rule table1:
+    input:
+        f"{EXP_DIR}/table1.tsv",
+
+
+rule experiments:
+    input:
+        [t for e in EXPERIMENTS for t in exp_targets(e)],
+        f"{EXP_DIR}/table1.tsv",
