@@ -7,6 +7,7 @@ import neds
 from neds.config import check_consistency, session_lists
 from neds.config import model_settings as neds_model_settings
 from neds.config import train_settings as neds_train_settings
+from neds.experiments import EXPERIMENTS, variant_names, variant_spec
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -96,4 +97,59 @@ def get_final_outputs(wildcards):
         *expand("results/figures/examples_{eid}.{ext}", eid=usable_sessions("heldout"), ext=("png", "svg")),
         *expand("results/figures/probing_{target}.{ext}", target=("pretrain", "finetune"), ext=("png", "svg")),
         "results/tables/summary.html",
+    ]
+
+
+# ---------------------------------------------------------------- experiments (experiments.smk)
+EXP_DIR = "results/experiments"
+
+
+def exp_variants(experiment):
+    return variant_names(config, experiment, len(usable_sessions("pretrain")))
+
+
+def exp_spec(wc):
+    """The variant's spec, or None for the sweep's best variant (its script reads best.json)."""
+    if wc.experiment == "sweep" and wc.variant == "best":
+        return None
+    return variant_spec(config, wc.experiment, wc.variant)
+
+
+def exp_pretrain_stores(wc):
+    k = variant_spec(config, wc.experiment, wc.variant)["pretrain_sessions"]
+    eids = usable_sessions("pretrain")
+    return expand("results/binned/{eid}.zarr", eid=eids[:k] if k else eids)
+
+
+def exp_train_input(wc):
+    inputs = {"store": f"results/binned/{wc.eid}.zarr"}
+    if wc.experiment == "sweep" and wc.variant == "best":
+        inputs["best"] = f"{EXP_DIR}/sweep/best.json"
+    elif wc.stage == "finetune":
+        own = variant_spec(config, wc.experiment, wc.variant)["own_pretrain"]
+        inputs["pretrained"] = (
+            f"{EXP_DIR}/{wc.experiment}/{wc.variant}/pretrain/model.pt" if own else "results/models/pretrain/model.pt"
+        )
+    return inputs
+
+
+def exp_models(wc):
+    """The checkpoints of one variant on one session, by method name."""
+    stages = ["scratch"] if wc.experiment == "sweep" else variant_spec(config, wc.experiment, wc.variant)["stages"]
+    names = {"finetune": "neds_finetuned", "scratch": "neds_scratch"}
+    return {names[s]: f"{EXP_DIR}/{wc.experiment}/{wc.variant}/{s}/{wc.eid}/model.pt" for s in stages}
+
+
+def exp_evaluations(experiment, variants=None):
+    return {
+        v: expand(f"{EXP_DIR}/{experiment}/{v}/evaluation/{{eid}}.json", eid=usable_sessions("heldout"))
+        for v in (variants or exp_variants(experiment))
+    }
+
+
+def exp_targets(experiment):
+    return [
+        f"{EXP_DIR}/{experiment}/summary.tsv",
+        f"results/figures/experiment_{experiment}.png",
+        f"results/figures/experiment_{experiment}.svg",
     ]

@@ -2,66 +2,10 @@
 # model_size, scaling, sweep, table1, and `experiments` for all of them. Each variant trains under
 # results/experiments/<experiment>/<variant>/, is scored per held-out session, and each experiment
 # gets a table and a figure in the report.
-from neds.experiments import EXPERIMENTS, variant_names, variant_spec
-
-EXP_DIR = "results/experiments"
-
-
 wildcard_constraints:
     experiment="|".join(EXPERIMENTS),
     variant=r"[A-Za-z0-9_.-]+",
     stage=r"finetune|scratch",
-
-
-def exp_variants(experiment):
-    return variant_names(config, experiment, len(usable_sessions("pretrain")))
-
-
-def exp_spec(wc):
-    """The variant's spec, or None for the sweep's best variant (its script reads best.json)."""
-    if wc.experiment == "sweep" and wc.variant == "best":
-        return None
-    return variant_spec(config, wc.experiment, wc.variant)
-
-
-def exp_pretrain_stores(wc):
-    k = variant_spec(config, wc.experiment, wc.variant)["pretrain_sessions"]
-    eids = usable_sessions("pretrain")
-    return expand("results/binned/{eid}.zarr", eid=eids[:k] if k else eids)
-
-
-def exp_train_input(wc):
-    inputs = {"store": f"results/binned/{wc.eid}.zarr"}
-    if wc.experiment == "sweep" and wc.variant == "best":
-        inputs["best"] = f"{EXP_DIR}/sweep/best.json"
-    elif wc.stage == "finetune":
-        own = variant_spec(config, wc.experiment, wc.variant)["own_pretrain"]
-        inputs["pretrained"] = (
-            f"{EXP_DIR}/{wc.experiment}/{wc.variant}/pretrain/model.pt" if own else "results/models/pretrain/model.pt"
-        )
-    return inputs
-
-
-def exp_models(wc):
-    """The checkpoints of one variant on one session, by method name."""
-    stages = ["scratch"] if wc.experiment == "sweep" else variant_spec(config, wc.experiment, wc.variant)["stages"]
-    names = {"finetune": "neds_finetuned", "scratch": "neds_scratch"}
-    return {names[s]: f"{EXP_DIR}/{wc.experiment}/{wc.variant}/{s}/{wc.eid}/model.pt" for s in stages}
-
-
-def exp_evaluations(experiment, variants=None):
-    return {
-        v: expand(f"{EXP_DIR}/{experiment}/{v}/evaluation/{{eid}}.json", eid=usable_sessions("heldout"))
-        for v in (variants or exp_variants(experiment))
-    }
-
-
-def exp_targets(experiment):
-    return [
-        f"{EXP_DIR}/{experiment}/summary.tsv",
-        f"results/figures/experiment_{experiment}.png",
-        f"results/figures/experiment_{experiment}.svg",
-    ]
 
 
 rule exp_pretrain:
