@@ -188,6 +188,18 @@ def simulation_config(config: dict[str, Any]):
 
 TRAINING_STAGES = ("pretrain", "finetune", "scratch", "encoding", "decoding")
 
+_EXECUTOR_KEYS = ("threads", "gpus", "pretrain_gpus")  # resources of the jobs, not TrainConfig fields
+
+
+def train_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
+    """:class:`neds.train.TrainConfig` fields of one stage: ``training.<stage>`` over the shared
+    ``training`` keys (device, seed, val_every, ...)."""
+    if stage not in TRAINING_STAGES:
+        raise ConfigError(f"unknown training stage {stage!r}; use one of {TRAINING_STAGES}")
+    training = config["training"]
+    shared = {k: v for k, v in training.items() if k not in TRAINING_STAGES + _EXECUTOR_KEYS}
+    return {**shared, **training[stage]}
+
 
 def model_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
     """:class:`neds.model.neds.ModelConfig` fields of one stage's model: ``model`` with
@@ -200,14 +212,3 @@ def model_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
     if deep is not None and stage in ("pretrain", "finetune"):
         model["n_layers"] = deep
     return model
-_EXECUTOR_KEYS = ("threads", "gpus", "pretrain_gpus")  # resources of the jobs, not TrainConfig fields
-
-
-def train_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
-    """:class:`neds.train.TrainConfig` fields of one stage: ``training.<stage>`` over the shared
-    ``training`` keys (device, seed, val_every, ...)."""
-    if stage not in TRAINING_STAGES:
-        raise ConfigError(f"unknown training stage {stage!r}; use one of {TRAINING_STAGES}")
-    training = config["training"]
-    shared = {k: v for k, v in training.items() if k not in TRAINING_STAGES + _EXECUTOR_KEYS}
-    return {**shared, **training[stage]}
