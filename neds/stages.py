@@ -140,13 +140,15 @@ def run_training(
         raise ValueError("fine-tuning needs the pretrained checkpoint, and only fine-tuning takes one")
     if threads:
         torch.set_num_threads(threads)
+    tcfg = TrainConfig.from_dict(train_config)
     data = load_sessions(stores)
+    torch.manual_seed(tcfg.seed)  # the initial weights, like every later draw, come from training.seed
     model = build_model(model_config, data.n_units, modes[stage])
     extra = {"stage": stage, "stores": [str(s) for s in stores]}
     if pretrained is not None:
         init_shared_from(model, pretrained)
         extra["pretrained"] = str(pretrained)
-    summary = train(model, data, TrainConfig.from_dict(train_config), out_dir, extra=extra)
+    summary = train(model, data, tcfg, out_dir, extra=extra)
     _log.info("%s: best epoch %s, validation %s", stage, summary.get("best_epoch"), summary.get("best_val"))
     return summary
 

@@ -176,3 +176,19 @@ def test_launch_training_runs_torchrun_with_gloo(tmp_path):
     with pytest.raises(RuntimeError, match="pretrain.log"):
         launch_training("pretrain", [tmp_path / "missing.zarr"], tmp_path / "bad", model, {"epochs": 1, **FAST},
                         nproc=2, log=log)
+
+
+def test_run_training_is_reproducible_across_processes(tmp_path):
+    """Same stores and settings -> the same weights, whatever the process's RNG state before."""
+    from neds.stages import run_training
+
+    store = _toy_store(tmp_path / "a.zarr", "754b74d5-7a06-4004-ae0c-72a10b6ed2e6", 5, 20, 0)
+    model = {k: getattr(TINY, k) for k in ("hidden", "n_heads", "mlp", "n_layers", "dropout", "token_dropout")}
+    states = []
+    for i, noise in enumerate((1, 2)):
+        torch.manual_seed(noise)  # a fresh process starts from a random seed
+        torch.rand(noise)
+        run_training("scratch", [store], tmp_path / f"run{i}", model, {"epochs": 2, **FAST})
+        states.append(load_model(tmp_path / f"run{i}" / "model.pt")[0].state_dict())
+    for name in states[0]:
+        assert torch.equal(states[0][name], states[1][name]), name
