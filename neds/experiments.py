@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from neds.config import ConfigError, model_settings, train_settings
-from neds.model.masking import SCHEMES
 
 __all__ = [
     "EXPERIMENTS",
     "MASKING_VARIANTS",
     "variant_names",
+    "variant_plan",
     "variant_spec",
     "sweep_configs",
     "select_best",
@@ -39,10 +39,13 @@ __all__ = [
 ]
 
 EXPERIMENTS = ("seeds", "ablation_masking", "model_size", "scaling", "sweep")
+# masking ablation: the schemes each variant leaves out of the five (neds.model.masking.SCHEMES).
+# Scheme names are spelled here rather than imported, so that the workflow can import this module
+# at start-up without torch.
 MASKING_VARIANTS = {
-    "full": SCHEMES,
-    "no_cross_modal": tuple(s for s in SCHEMES if s != "cross_modal"),
-    "no_cross_no_within": ("neural", "behavioural"),
+    "full": (),
+    "no_cross_modal": ("cross_modal",),
+    "no_cross_no_within": ("cross_modal", "within_neural", "within_behavioural"),
 }
 SWEEP_BEST = "best"
 
@@ -95,8 +98,9 @@ def sweep_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def variant_spec(config: dict[str, Any], experiment: str, variant: str, best: dict | None = None) -> dict[str, Any]:
-    """What a variant trains.
+def variant_plan(experiment: str, variant: str) -> dict[str, Any]:
+    """What a variant trains and where it is scored, without its settings (so the workflow can
+    plan its jobs before the sweep's best.json exists).
 
     Returns
     -------
@@ -105,15 +109,31 @@ def variant_spec(config: dict[str, Any], experiment: str, variant: str, best: di
       ``own_pretrain``: whether it pretrains its own model (else fine-tuning starts from the main
         pretrained model);
       ``pretrain_sessions``: number of usable pretraining sessions it pretrains on (None: all);
-      ``model``: {stage: ModelConfig settings}; ``training``: {stage: TrainConfig settings};
-      ``split``: the split its models are scored on ('val' for sweep trials, else 'test').
-    ``best`` is the content of the sweep's best.json (only for the sweep's 'best' variant).
+      ``split``: the split its models are scored on ('val' for sweep trials, else 'test');
+      ``needs_best``: whether its settings come from the sweep's best.json.
     """
     _check(experiment)
+    plan = {"stages": ["finetune", "scratch"], "own_pretrain": False, "pretrain_sessions": None, "split": "test",
+            "needs_best": False}  # fmt: skip
+    if experiment in ("ablation_masking", "scaling"):
+        plan.update(stages=["finetune"], own_pretrain=True)
+    if experiment == "model_size":
+        plan.update(own_pretrain=True)
+    if experiment == "scaling":
+        plan.update(pretrain_sessions=int(variant.removeprefix("sessions_")))
+    if experiment == "sweep":
+        plan.update(stages=["scratch"], needs_best=variant == SWEEP_BEST, split="test" if variant == SWEEP_BEST else "val")
+    return plan
+
+
+def variant_spec(config: dict[str, Any], experiment: str, variant: str, best: dict | None = None) -> dict[str, Any]:
+    """:func:`variant_plan` plus the variant's settings: ``model`` {stage: ModelConfig settings}
+    and ``training`` {stage: TrainConfig settings}. ``best`` is the content of the sweep's
+    best.json (only for the sweep's 'best' variant)."""
+    spec = variant_plan(experiment, variant)
     stages = ("pretrain", "finetune", "scratch")
     model = {s: model_settings(config, s) for s in stages}
     training = {s: train_settings(config, s) for s in stages}
-    spec = {"stages": ["finetune", "scratch"], "own_pretrain": False, "pretrain_sessions": None, "split": "test"}
     exp = config["experiments"]
     if experiment == "seeds":
         seed = int(variant.removeprefix("seed_"))
@@ -122,26 +142,22 @@ def variant_spec(config: dict[str, Any], experiment: str, variant: str, best: di
     elif experiment == "ablation_masking":
         if variant not in MASKING_VARIANTS:
             raise ConfigError(f"unknown masking variant {variant!r}; use one of {sorted(MASKING_VARIANTS)}")
-        spec.update(stages=["finetune"], own_pretrain=True)
+        from neds.model.masking import SCHEMES
+
         for s in stages:
-            training[s]["schemes"] = list(MASKING_VARIANTS[variant])
+            training[s]["schemes"] = [name for name in SCHEMES if name not in MASKING_VARIANTS[variant]]
     elif experiment == "model_size":
         if variant not in exp["model_sizes"]:
             raise ConfigError(f"unknown model size {variant!r}; experiments.model_sizes has {sorted(exp['model_sizes'])}")
-        spec.update(own_pretrain=True)
         for s in stages:
             model[s].update(exp["model_sizes"][variant])
-    elif experiment == "scaling":
-        spec.update(stages=["finetune"], own_pretrain=True, pretrain_sessions=int(variant.removeprefix("sessions_")))
-    else:  # sweep
-        spec.update(stages=["scratch"])
-        if variant == SWEEP_BEST:
+    elif experiment == "sweep":
+        if spec["needs_best"]:
             if best is None:
                 raise ValueError("the sweep's best variant needs results/experiments/sweep/best.json")
             chosen = best["settings"]
         else:
             chosen = sweep_configs(config)[int(variant.removeprefix("trial_"))]
-            spec["split"] = "val"
         for s in stages:
             model[s].update(chosen["model"])
             training[s].update(chosen["training"])
@@ -166,13 +182,14 @@ def select_best(trial_files: dict[str, list[str | Path]], configs: list[dict]) -
         neds.stages.run_score_models, scored on the validation split)
     Returns {'variant', 'settings', 'val_score', 'scores'} (scores: every trial's mean score).
     """
+    from neds.evaluate.evaluation import SELECTION_KEYS
+
     scores = {}
     for name, files in trial_files.items():
         values = []
         for path in files:
             for row in json.loads(Path(path).read_text())["rows"]:
-                keys = ("bps_unit_mean", "choice_acc", "block_acc", "wheel_r2", "whisker_r2")
-                values.append(float(np.nanmean([row[k] for k in keys if k in row])))
+                values.append(float(np.nanmean([row[k] for k in SELECTION_KEYS if k in row])))
         scores[name] = float(np.mean(values)) if values else float("nan")
     finite = {k: v for k, v in scores.items() if np.isfinite(v)}
     if not finite:

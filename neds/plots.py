@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from scipy.ndimage import gaussian_filter1d
 
-from neds.evaluate.evaluation import ENCODING_KEYS
+from neds.evaluate.evaluation import ENCODING_KEYS, SELECTION_KEYS
 from neds.evaluate.metrics import r2_score
 from neds.evaluate.tables import METHOD_ORDER
 from neds.io.store import as_str, open_binned, open_zarr
@@ -220,7 +220,7 @@ def plot_methods_decoding(metrics: pd.DataFrame | str | Path) -> Figure:
 
 
 def plot_pretraining_gain(metrics: pd.DataFrame | str | Path, gain: pd.DataFrame | str | Path,
-                          panels: Sequence[str] = ("bps_unit_mean", "choice_acc", "block_acc", "wheel_r2", "whisker_r2"),
+                          panels: Sequence[str] = SELECTION_KEYS,
                           pretrained: str = "neds_finetuned", scratch: str = "neds_scratch") -> Figure:
     """Pretrained then fine-tuned vs trained from scratch, one point per held-out session.
 
@@ -583,7 +583,7 @@ def summary_html(summary: pd.DataFrame | str | Path, gain: pd.DataFrame | str | 
             f"{gain.to_html(index=False, border=0)}</body></html>\n")
 
 
-EXPERIMENT_METRICS = ("bps_unit_mean", "choice_acc", "block_acc", "wheel_r2", "whisker_r2")
+EXPERIMENT_METRICS = SELECTION_KEYS
 EXPERIMENT_TITLES = {
     "seeds": "NEDS over training seeds",
     "ablation_masking": "masking ablation (pretrained, then fine-tuned)",

@@ -210,6 +210,18 @@ def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: np.ndar
     return np.asarray(expected[np.asarray(trials)][:, :, units], dtype=np.float64)
 
 
+def _predict_checkpoint(path: str | Path, data, split: str, per_behaviour: bool = True) -> tuple[dict, int]:
+    """Predictions of the NEDS checkpoint ``path`` on the ``split`` trials of ``data`` (one session,
+    the one it was trained on, else ValueError) and the checkpoint's best epoch."""
+    from neds.evaluate.evaluation import predict_neds
+    from neds.train import load_model
+
+    model, ckpt = load_model(path)
+    if ckpt["vocab"]["eids"] != data.eids:
+        raise ValueError(f"{path} was trained on {ckpt['vocab']['eids']}, not on {data.eids}")
+    return predict_neds(model, data, split, per_behaviour=per_behaviour), ckpt["state"]["best_epoch"]
+
+
 def run_evaluate_session(
     store: str | Path,
     models: dict[str, str | Path],
@@ -229,17 +241,14 @@ def run_evaluate_session(
     """
     from neds.data.dataset import load_sessions
     from neds.evaluate.baselines import linear_decoding, linear_encoding
-    from neds.evaluate.evaluation import predict_neds, predictions_dataset, score
-    from neds.train import load_model
+    from neds.evaluate.evaluation import predictions_dataset, score
 
     data = load_sessions([store])
     eid = data.eids[0]
     methods: dict[str, tuple[dict, dict]] = {}
     for name, path in models.items():
-        model, ckpt = load_model(path)
-        if ckpt["vocab"]["eids"] != [eid]:
-            raise ValueError(f"{path} was trained on {ckpt['vocab']['eids']}, not on {eid}")
-        methods[name] = (predict_neds(model, data, split), {"checkpoint": str(path), "best_epoch": ckpt["state"]["best_epoch"]})
+        pred, best_epoch = _predict_checkpoint(path, data, split)
+        methods[name] = (pred, {"checkpoint": str(path), "best_epoch": best_epoch})
     enc, enc_info = linear_encoding(data, split)
     dec, dec_info = linear_decoding(data, split)
     methods["linear"] = ({**enc, **dec}, {**enc_info, **dec_info})
@@ -363,18 +372,14 @@ def run_score_models(store: str | Path, models: dict[str, str | Path], split: st
     """Score NEDS checkpoints (method name -> path) on one session's ``split`` trials (an
     experiment variant's models); writes {'rows': [...]} like run_evaluate_session, plus ``attrs``."""
     from neds.data.dataset import load_sessions
-    from neds.evaluate.evaluation import predict_neds, score
-    from neds.train import load_model
+    from neds.evaluate.evaluation import score
 
     data = load_sessions([store])
     rows = []
     for name, path in models.items():
-        model, ckpt = load_model(path)
-        if ckpt["vocab"]["eids"] != data.eids:
-            raise ValueError(f"{path} was trained on {ckpt['vocab']['eids']}, not on {data.eids}")
-        row, _ = score(predict_neds(model, data, split, per_behaviour=False), data, split)
-        rows.append({"method": name, "eid": data.eids[0], "split": split, **row, "best_epoch": ckpt["state"]["best_epoch"],
-                     **(attrs or {})})  # fmt: skip
+        pred, best_epoch = _predict_checkpoint(path, data, split, per_behaviour=False)
+        row, _ = score(pred, data, split)
+        rows.append({"method": name, "eid": data.eids[0], "split": split, **row, "best_epoch": best_epoch, **(attrs or {})})
     _write_json({"rows": rows}, out_json)
     return rows
 
@@ -382,49 +387,28 @@ def run_score_models(store: str | Path, models: dict[str, str | Path], split: st
 def run_summarize_experiment(files: dict[str, list[str | Path]], out_metrics: str | Path, out_summary: str | Path) -> pd.DataFrame:
     """An experiment's per-session rows (variant -> evaluation files) -> metrics.tsv (one row per
     variant, method and session) and summary.tsv (mean, s.e.m. and sessions per variant and method)."""
-    from neds.evaluate.tables import summarize
+    from neds.evaluate.tables import collect_rows, summarize
 
-    rows = []
-    for variant, paths in files.items():
-        for path in paths:
-            rows += [{"variant": variant, **r} for r in json.loads(Path(path).read_text())["rows"]]
-    df = pd.DataFrame(rows)
-    if df.empty:
+    parts = [collect_rows(paths).assign(variant=variant) for variant, paths in files.items() if paths]
+    if not parts:
         raise ValueError("the experiment has no evaluated sessions; check results/binned/sessions.tsv")
-    keyed = df.assign(method=df["variant"] + "/" + df["method"])
-    summary = summarize(keyed.drop(columns=["variant", "experiment", "best_epoch"], errors="ignore"))
-    summary.insert(0, "variant", [m.split("/", 1)[0] for m in summary["method"]])
-    summary["method"] = [m.split("/", 1)[1] for m in summary["method"]]
+    df = pd.concat(parts, ignore_index=True)
+    df = df[["variant", *(c for c in df.columns if c != "variant")]]
+    summary = summarize(df.drop(columns=["experiment", "best_epoch"], errors="ignore"), by=("variant", "method"))
     write_table(df, out_metrics)
     write_table(summary, out_summary)
     return summary
 
 
 def run_table1(metrics_tsv: str | Path, out_tsv: str | Path, out_md: str | Path) -> pd.DataFrame:
-    """The paper's Table 1 from the main evaluation: encoding (bits per spike, mean over units)
-    from each behaviour alone and from all, per NEDS model, mean ± s.e.m. over held-out sessions."""
-    df = pd.read_csv(metrics_tsv, sep="\t")
-    sources = [("all behaviours", "bps_unit_mean")] + [
-        (b, f"bps_from_{b}") for b in ("wheel", "whisker", "choice", "block") if f"bps_from_{b}" in df
-    ]
-    rows = []
-    for method in ("neds_finetuned", "neds_scratch"):
-        sub = df[df["method"] == method]
-        if sub.empty:
-            continue
-        for label, col in sources:
-            v = sub[col].dropna().to_numpy(float)
-            rows.append({"method": method, "encoding_from": label, "bps_mean": float(v.mean()) if v.size else np.nan,
-                         "bps_sem": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else np.nan, "n_sessions": int(v.size)})
-    table = pd.DataFrame(rows)
+    """The paper's Table 1 (:func:`neds.evaluate.tables.table1`) from the main evaluation's
+    metrics.tsv, as a table and as Markdown."""
+    from neds.evaluate.tables import table1, table1_markdown
+
+    table = table1(pd.read_csv(metrics_tsv, sep="\t"))
     if table.empty:
         raise ValueError(f"{metrics_tsv} has no NEDS rows; run the main evaluation first")
     write_table(table, out_tsv)
-    lines = ["| model | encoding from | bits per spike |", "|---|---|---|"]
-    for r in table.itertuples():
-        sem = "" if np.isnan(r.bps_sem) else f" ± {r.bps_sem:.3f}"
-        lines.append(f"| {r.method} | {r.encoding_from} | {r.bps_mean:.3f}{sem} |")
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_md).write_text("# Encoding from each behaviour alone (Table 1)\n\nHeld-out sessions, test trials; mean ± s.e.m.\n\n"
-                            + "\n".join(lines) + "\n")
+    Path(out_md).write_text(table1_markdown(table))
     return table

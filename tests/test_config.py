@@ -110,3 +110,11 @@ def test_require_all_usable_names_each_unusable_session(tmp_path):
     with pytest.raises(ValueError, match=f"{b} \\(heldout\\): no whisker motion energy"):
         run_summarize_sessions(files, roles, tmp_path / "strict.tsv", require_all_usable=True)
     assert (tmp_path / "strict.tsv").exists()  # the table is written before the error
+
+
+def test_masking_ablation_names_real_schemes():
+    from neds.experiments import MASKING_VARIANTS
+    from neds.model.masking import SCHEMES
+
+    for left_out in MASKING_VARIANTS.values():
+        assert set(left_out) <= set(SCHEMES)

@@ -29,10 +29,12 @@ from neds.evaluate.metrics import (
 from neds.model.masking import BEHAVIOURS, eval_masks
 from neds.model.neds import NEDS
 
-__all__ = ["run_model", "predict_neds", "score", "conditions", "predictions_dataset", "ENCODING_KEYS", "DECODING_KEYS"]
+__all__ = ["run_model", "predict_neds", "score", "conditions", "predictions_dataset", "ENCODING_KEYS", "DECODING_KEYS", "SELECTION_KEYS"]
 
 ENCODING_KEYS = ("bps_unit_mean", "bps_pooled", "deviance_explained", "single_trial_r2", "psth_r2")
 DECODING_KEYS = ("choice_acc", "choice_balanced_acc", "block_acc", "block_balanced_acc", "wheel_r2", "whisker_r2")
+# the model-selection score is the mean of these (REFERENCE.md, Training: bps and the four decoding scores)
+SELECTION_KEYS = ("bps_unit_mean", "choice_acc", "block_acc", "wheel_r2", "whisker_r2")
 
 
 @torch.no_grad()

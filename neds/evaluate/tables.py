@@ -10,7 +10,7 @@ import pandas as pd
 
 from neds.evaluate.evaluation import DECODING_KEYS, ENCODING_KEYS
 
-__all__ = ["collect_rows", "summarize", "pretraining_gain", "summary_markdown", "METHOD_ORDER", "HEADLINE"]
+__all__ = ["collect_rows", "summarize", "pretraining_gain", "summary_markdown", "table1", "table1_markdown", "METHOD_ORDER", "HEADLINE"]
 
 METHOD_ORDER = ("neds_finetuned", "neds_scratch", "unimodal_encoding", "unimodal_decoding", "linear", "rrr", "oracle")
 HEADLINE = ("bps_unit_mean", "bps_pooled", "choice_acc", "block_acc", "wheel_r2", "whisker_r2")
@@ -28,16 +28,17 @@ def collect_rows(metric_files: list[str | Path]) -> pd.DataFrame:
     return df.sort_values(["_order", "eid"]).drop(columns="_order").reset_index(drop=True)
 
 
-def _metric_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if c not in ("method", "eid", "split", "n_trials", "n_units")]
+def _metric_columns(df: pd.DataFrame, by: tuple[str, ...] = ("method",)) -> list[str]:
+    return [c for c in df.columns if c not in (*by, "method", "eid", "split", "n_trials", "n_units")]
 
 
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Per method: mean, s.e.m. (ddof 1) and number of sessions of every metric."""
+def summarize(df: pd.DataFrame, by: tuple[str, ...] = ("method",)) -> pd.DataFrame:
+    """Per group of ``by`` (default: per method): mean, s.e.m. (ddof 1) and number of sessions of
+    every metric."""
     out = []
-    for method, group in df.groupby("method", sort=False):
-        row = {"method": method, "n_sessions": int(group["eid"].nunique())}
-        for col in _metric_columns(df):
+    for keys, group in df.groupby(list(by), sort=False):
+        row = {**dict(zip(by, keys)), "n_sessions": int(group["eid"].nunique())}
+        for col in _metric_columns(df, by):
             values = group[col].dropna().to_numpy(dtype=float)
             row[f"{col}_mean"] = float(values.mean()) if values.size else np.nan
             row[f"{col}_sem"] = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else np.nan
@@ -81,4 +82,32 @@ def summary_markdown(summary: pd.DataFrame, gain: pd.DataFrame, title: str = "NE
         lines.append("|---|---|---|---|")
         for _, g in gain.iterrows():
             lines.append(f"| {g['metric']} | {g.iloc[1]:.3f} | {g.iloc[2]:.3f} | {g['gain_percent']:+.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+TABLE1_SOURCES = (("all behaviours", "bps_unit_mean"), ("wheel", "bps_from_wheel"), ("whisker", "bps_from_whisker"),
+                  ("choice", "bps_from_choice"), ("block", "bps_from_block"))  # fmt: skip
+
+
+def table1(df: pd.DataFrame, methods: tuple[str, ...] = ("neds_finetuned", "neds_scratch")) -> pd.DataFrame:
+    """The paper's Table 1: encoding (bits per spike, mean over units) from each behaviour alone
+    and from all, per NEDS model, mean ± s.e.m. over held-out sessions. ``df``: one row per
+    (method, session) as from :func:`collect_rows`. Columns: method, encoding_from, bps_mean,
+    bps_sem, n_sessions (sessions with a value)."""
+    sub = df[df["method"].isin(methods)]
+    sources = [(label, col) for label, col in TABLE1_SOURCES if col in sub]
+    summary = summarize(sub[["method", "eid"] + [col for _, col in sources]])
+    rows = []
+    for _, r in summary.iterrows():
+        values = sub[sub["method"] == r["method"]]
+        for label, col in sources:
+            rows.append({"method": r["method"], "encoding_from": label, "bps_mean": r[f"{col}_mean"],
+                         "bps_sem": r[f"{col}_sem"], "n_sessions": int(values[col].notna().sum())})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def table1_markdown(table: pd.DataFrame) -> str:
+    lines = ["# Encoding from each behaviour alone (Table 1)", "", "Held-out sessions, test trials; mean ± s.e.m.", "",
+             "| model | encoding from | bits per spike |", "|---|---|---|"]  # fmt: skip
+    lines += [f"| {r.method} | {r.encoding_from} | {_fmt(r.bps_mean, r.bps_sem)} |" for r in table.itertuples()]
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import neds
 from neds.config import check_consistency, session_lists
 from neds.config import model_settings as neds_model_settings
 from neds.config import train_settings as neds_train_settings
-from neds.experiments import EXPERIMENTS, variant_names, variant_spec
+from neds.experiments import EXPERIMENTS, variant_names, variant_plan, variant_spec
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -108,25 +108,31 @@ def exp_variants(experiment):
     return variant_names(config, experiment, len(usable_sessions("pretrain")))
 
 
+def sweep_trials():
+    """The sweep's random trials (every variant but the one retrained from best.json)."""
+    return [v for v in exp_variants("sweep") if not variant_plan("sweep", v)["needs_best"]]
+
+
 def exp_spec(wc):
-    """The variant's spec, or None for the sweep's best variant (its script reads best.json)."""
-    if wc.experiment == "sweep" and wc.variant == "best":
+    """The variant's spec, or None when its settings come from the sweep's best.json (its script reads it)."""
+    if variant_plan(wc.experiment, wc.variant)["needs_best"]:
         return None
     return variant_spec(config, wc.experiment, wc.variant)
 
 
 def exp_pretrain_stores(wc):
-    k = variant_spec(config, wc.experiment, wc.variant)["pretrain_sessions"]
+    k = variant_plan(wc.experiment, wc.variant)["pretrain_sessions"]
     eids = usable_sessions("pretrain")
     return expand("results/binned/{eid}.zarr", eid=eids[:k] if k else eids)
 
 
 def exp_train_input(wc):
+    plan = variant_plan(wc.experiment, wc.variant)
     inputs = {"store": f"results/binned/{wc.eid}.zarr"}
-    if wc.experiment == "sweep" and wc.variant == "best":
+    if plan["needs_best"]:
         inputs["best"] = f"{EXP_DIR}/sweep/best.json"
-    elif wc.stage == "finetune":
-        own = variant_spec(config, wc.experiment, wc.variant)["own_pretrain"]
+    if wc.stage == "finetune":
+        own = plan["own_pretrain"]
         inputs["pretrained"] = (
             f"{EXP_DIR}/{wc.experiment}/{wc.variant}/pretrain/model.pt" if own else "results/models/pretrain/model.pt"
         )
@@ -135,8 +141,8 @@ def exp_train_input(wc):
 
 def exp_models(wc):
     """The checkpoints of one variant on one session, by method name."""
-    stages = ["scratch"] if wc.experiment == "sweep" else variant_spec(config, wc.experiment, wc.variant)["stages"]
     names = {"finetune": "neds_finetuned", "scratch": "neds_scratch"}
+    stages = variant_plan(wc.experiment, wc.variant)["stages"]
     return {names[s]: f"{EXP_DIR}/{wc.experiment}/{wc.variant}/{s}/{wc.eid}/model.pt" for s in stages}
 
 

@@ -68,7 +68,7 @@ rule exp_evaluate:
         metrics=f"{EXP_DIR}/{{experiment}}/{{variant}}/evaluation/{{eid}}.json",
     params:
         models=exp_models,
-        split=lambda wc: "val" if wc.experiment == "sweep" and wc.variant != "best" else "test",
+        split=lambda wc: variant_plan(wc.experiment, wc.variant)["split"],
         neds_version=NEDS_VERSION,
     log:
         f"logs/experiments/{{experiment}}/{{variant}}/evaluate/{{eid}}.log",
@@ -84,11 +84,11 @@ rule exp_evaluate:
 
 rule sweep_select:
     input:
-        unpack(lambda wc: exp_evaluations("sweep", [v for v in exp_variants("sweep") if v != "best"])),
+        unpack(lambda wc: exp_evaluations("sweep", sweep_trials())),
     output:
         best=f"{EXP_DIR}/sweep/best.json",
     params:
-        variants=lambda wc: [v for v in exp_variants("sweep") if v != "best"],
+        variants=lambda wc: sweep_trials(),
     log:
         "logs/experiments/sweep/select.log",
     conda:
