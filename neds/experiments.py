@@ -9,6 +9,9 @@ usable held-out session:
   cross-modal masking, and without cross-modal and within-modality masking;
 * ``model_size``: pretraining and fine-tuning at each of ``experiments.model_sizes``;
 * ``scaling``: pretraining on the first k usable pretraining sessions, then fine-tuning;
+* ``finetune_trials``: fine-tuned (from the main pretrained model) and from-scratch models
+  trained on a fraction of each held-out session's training trials (``experiments.finetune_fractions``):
+  how the gain of pretraining depends on the data of the new animal;
 * ``sweep``: random configurations trained from scratch, scored on the validation split; the
   best by the mean validation metric is written to ``results/experiments/sweep/best.json`` and
   its ``best`` variant (read from that file) is trained and scored on the test split.
@@ -38,7 +41,7 @@ __all__ = [
     "scaling_sessions",
 ]
 
-EXPERIMENTS = ("seeds", "ablation_masking", "model_size", "scaling", "sweep")
+EXPERIMENTS = ("seeds", "ablation_masking", "model_size", "scaling", "finetune_trials", "sweep")
 # masking ablation: the schemes each variant leaves out of the five (neds.model.masking.SCHEMES).
 # Scheme names are spelled here rather than imported, so that the workflow can import this module
 # at start-up without torch.
@@ -73,6 +76,8 @@ def variant_names(config: dict[str, Any], experiment: str, n_usable_pretrain: in
         return list(exp["model_sizes"])
     if experiment == "scaling":
         return [f"sessions_{k}" for k in scaling_sessions(config, n_usable_pretrain)]
+    if experiment == "finetune_trials":
+        return [f"fraction_{f:g}" for f in sorted(set(exp["finetune_fractions"]))]
     return [f"trial_{i:02d}" for i in range(exp["sweep"]["n_configs"])] + [SWEEP_BEST]
 
 
@@ -146,6 +151,13 @@ def variant_spec(config: dict[str, Any], experiment: str, variant: str, best: di
 
         for s in stages:
             training[s]["schemes"] = [name for name in SCHEMES if name not in MASKING_VARIANTS[variant]]
+    elif experiment == "finetune_trials":
+        try:
+            fraction = float(variant.removeprefix("fraction_"))
+        except ValueError:
+            raise ConfigError(f"unknown finetune_trials variant {variant!r}; use fraction_<f>") from None
+        for s in ("finetune", "scratch"):
+            training[s]["train_fraction"] = fraction
     elif experiment == "model_size":
         if variant not in exp["model_sizes"]:
             raise ConfigError(f"unknown model size {variant!r}; experiments.model_sizes has {sorted(exp['model_sizes'])}")

@@ -589,6 +589,7 @@ EXPERIMENT_TITLES = {
     "ablation_masking": "masking ablation (pretrained, then fine-tuned)",
     "model_size": "model size (pretrained, then fine-tuned)",
     "scaling": "number of pretraining sessions (then fine-tuned)",
+    "finetune_trials": "fraction of the held-out sessions' training trials",
     "sweep": "hyper-parameter sweep (trained from scratch)",
 }
 

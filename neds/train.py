@@ -40,6 +40,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "init_shared_from",
+    "training_trials",
     "resolve_device",
     "setup_distributed",
     "MODE_SCHEMES",
@@ -49,6 +50,7 @@ _log = logging.getLogger(__name__)
 # the masking schemes each mode trains with
 MODE_SCHEMES = {"multimodal": SCHEMES, "encoding": ("neural",), "decoding": ("behavioural",)}
 CHECKPOINT_DIR = "checkpoints"
+KEEP = ("best", "last")
 
 
 @dataclass
@@ -72,11 +74,17 @@ class TrainConfig:
     bf16: bool = True  # autocast to bfloat16 on CUDA
     eval_batch_size: int = 64
     progress: bool = True
+    keep: str = "best"  # model.pt: 'best' (by validation score) or 'last' (the end of the schedule)
+    train_fraction: float = 1.0  # train on this fraction of each session's training trials
 
     def __post_init__(self) -> None:
         unknown = set(self.loss_weights or {}) - set(LOSS_PARTS)
         if unknown:
             raise ValueError(f"unknown loss_weights {sorted(unknown)}; use modalities from {LOSS_PARTS}")
+        if self.keep not in KEEP:
+            raise ValueError(f"training keep={self.keep!r} is not one of {KEEP}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction={self.train_fraction} must be in (0, 1]")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -170,6 +178,21 @@ def init_shared_from(model: NEDS, checkpoint: str | Path) -> list[str]:
     return list(shared)
 
 
+def training_trials(data: TrialData, fraction: float = 1.0) -> torch.Tensor:
+    """Indices of the training trials used: all of the train split, or per session the first
+    ``round(fraction * n)`` (at least one) of its training trials in a fixed random order, so a
+    smaller fraction's trials are a subset of a larger one's whatever the training seed."""
+    idx = data.indices("train")
+    if fraction >= 1.0:
+        return idx
+    keep = []
+    for s in range(len(data.eids)):
+        own = idx[data.session[idx] == s]
+        order = torch.from_numpy(np.random.default_rng(0).permutation(len(own)))
+        keep.append(own[order[: max(1, round(fraction * len(own)))]].sort().values)
+    return torch.cat(keep)
+
+
 # ---------------------------------------------------------------------------------------- evaluation
 def evaluate(model: NEDS, data: TrialData, split: str = "val", device=None, batch_size: int = 64, bf16: bool = True) -> dict:
     """Validation metrics of a model on one split, averaged over sessions.
@@ -243,7 +266,8 @@ def train(
 ) -> dict:
     """Train ``model`` on the train split of ``data``; write checkpoints, history and summary.
 
-    Files in ``out_dir``: ``model.pt`` (the best checkpoint by validation score), ``history.jsonl``
+    Files in ``out_dir``: ``model.pt`` (the best checkpoint by validation score, or the last one
+    with ``tcfg.keep == 'last'``), ``history.jsonl``
     (one line per epoch: loss parts, learning rate and, every ``val_every`` epochs, the validation
     metrics), ``summary.json`` (written last: best epoch and metrics, sizes, timing), and
     ``checkpoints/last.pt`` / ``checkpoints/best.pt``, from which an interrupted run resumes.
@@ -275,7 +299,7 @@ def train(
     schemes = tcfg.schemes or MODE_SCHEMES[model.mode]
     if tcfg.batch_size % world:
         raise ValueError(f"batch_size {tcfg.batch_size} must be divisible by the number of processes {world}")
-    train_idx = data.indices("train")
+    train_idx = training_trials(data, tcfg.train_fraction)
     n_train = len(train_idx)
     if n_train == 0:
         raise ValueError("no training trials; check the binned sessions' split")
@@ -400,6 +424,9 @@ def train(
         "best_epoch": state["best_epoch"],
         "best_score": state["best_score"],
         "best_val": next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {}),
+        "kept": tcfg.keep,
+        "kept_epoch": state["best_epoch"] if tcfg.keep == "best" else state["epoch"],
+        "n_train_trials": n_train,
         "epochs": tcfg.epochs,
         "steps": state["step"],
         "train_seconds": state["seconds"],
@@ -413,7 +440,7 @@ def train(
         "extra": extra or {},
     }
     if rank == 0:
-        shutil.copyfile(ckpt_dir / "best.pt", out_dir / ".model.pt.tmp")
+        shutil.copyfile(ckpt_dir / f"{tcfg.keep}.pt", out_dir / ".model.pt.tmp")
         os.replace(out_dir / ".model.pt.tmp", out_dir / "model.pt")
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from neds.data.dataset import random_trials
 from neds.model.masking import draw_masks
 from neds.model.neds import ModelConfig, NEDS
-from neds.train import TrainConfig, build_model, evaluate, init_shared_from, load_model, train
+from neds.train import TrainConfig, build_model, evaluate, init_shared_from, load_model, train, training_trials
 
 TINY = ModelConfig(hidden=32, n_heads=4, mlp=64, n_layers=2, dropout=0.1, token_dropout=0.1)
 FAST = dict(batch_size=8, max_lr=3e-3, val_every=2, progress=False, device="cpu")
@@ -81,6 +81,32 @@ def test_outputs_and_evaluation(tmp_path):
     assert set(metrics) == {"bps", "choice_acc", "block_acc", "wheel_r2", "whisker_r2", "score"}
     enc = build_model(TINY, data.n_units, "encoding")
     assert set(evaluate(enc, data, "val")) == {"bps", "score"}
+
+
+def test_training_trials_are_a_nested_subset_per_session():
+    data = random_trials([5, 9, 7], 40)  # 28 training trials a session
+    assert torch.equal(training_trials(data, 1.0), data.indices("train"))
+    half, quarter = training_trials(data, 0.5), training_trials(data, 0.25)
+    for sub, n in ((half, 14), (quarter, 7)):
+        assert set(sub.tolist()) <= set(data.indices("train").tolist())
+        assert np.bincount(data.session[sub].numpy(), minlength=3).tolist() == [n, n, n]
+    assert set(quarter.tolist()) <= set(half.tolist())
+    assert len(training_trials(data, 0.001)) == 3  # at least one trial a session
+    with pytest.raises(ValueError, match="train_fraction"):
+        TrainConfig(train_fraction=0.0)
+
+
+def test_keep_last_and_train_fraction(tmp_path):
+    data = random_trials([5, 9], 20)
+    summary = train(build_model(TINY, data.n_units), data,
+                    TrainConfig(epochs=3, keep="last", train_fraction=0.5, **FAST), tmp_path)  # fmt: skip
+    assert summary["kept"] == "last" and summary["kept_epoch"] == 3 and summary["n_train_trials"] == 14
+    kept = torch.load(tmp_path / "model.pt", weights_only=False)
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    for name, value in kept["model_state"].items():
+        assert torch.equal(value, last["model_state"][name]), name
+    with pytest.raises(ValueError, match="keep"):
+        TrainConfig(keep="first")
 
 
 def test_finetune_keeps_shared_weights_and_adds_the_session(tmp_path):

@@ -152,7 +152,7 @@ def test_rerun_is_a_no_op_and_lint_is_clean(run):
 
 @pytest.mark.slow
 def test_experiment_targets(run):
-    """seeds, ablation_masking, model_size, scaling, sweep and table1 on the tiny config."""
+    """seeds, ablation_masking, model_size, scaling, finetune_trials, sweep and table1 on the tiny config."""
     proc = snakemake(run, "--cores", "2", "experiments")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     exp = run / "results" / "experiments"
@@ -161,6 +161,7 @@ def test_experiment_targets(run):
         "ablation_masking": {"full", "no_cross_modal", "no_cross_no_within"},
         "model_size": {"small", "large"},
         "scaling": {"sessions_1", "sessions_2"},  # [1, 2, 4] capped at the 2 usable pretraining sessions
+        "finetune_trials": {"fraction_0.5", "fraction_1"},
         "sweep": {"trial_00", "trial_01", "trial_02", "trial_03", "best"},
     }
     for name, variants in expected.items():
@@ -189,6 +190,11 @@ def test_experiment_targets(run):
     for k in (1, 2):
         pre = torch.load(exp / "scaling" / f"sessions_{k}" / "pretrain" / "model.pt", weights_only=False)
         assert len(pre["vocab"]["eids"]) == k
+    # finetune_trials trains on the nested fraction of the held-out session's training trials
+    for stage in ("finetune", "scratch"):
+        n = {v: json.loads(next((exp / "finetune_trials" / v / stage).glob("*/summary.json")).read_text())["n_train_trials"]
+             for v in ("fraction_0.5", "fraction_1")}  # fmt: skip
+        assert n["fraction_0.5"] == round(0.5 * n["fraction_1"])
     table1 = pd.read_csv(exp / "table1.tsv", sep="\t")
     assert set(table1["encoding_from"]) == {"all behaviours", "wheel", "whisker", "choice", "block"}
 

@@ -1,7 +1,7 @@
 # The paper's experiments as named targets (neds/experiments.py): seeds, ablation_masking,
-# model_size, scaling, sweep, table1, and `experiments` for all of them. Each variant trains under
-# results/experiments/<experiment>/<variant>/, is scored per held-out session, and each experiment
-# gets a table and a figure in the report.
+# model_size, scaling, finetune_trials, sweep, table1, and `experiments` for all of them. Each
+# variant trains under results/experiments/<experiment>/<variant>/, is scored per held-out
+# session, and each experiment gets a table and a figure in the report.
 wildcard_constraints:
     experiment="|".join(EXPERIMENTS),
     variant=r"[A-Za-z0-9_.-]+",
@@ -167,6 +167,11 @@ rule model_size:
 rule scaling:
     input:
         exp_targets("scaling"),
+
+
+rule finetune_trials:
+    input:
+        exp_targets("finetune_trials"),
 
 
 rule sweep:
