@@ -308,7 +308,7 @@ def run_probe(
     from neds.train import load_model
 
     feats: dict[str, list] = {k: [] for k in FEATURE_SETS}
-    regions, sessions = [], []
+    regions, sessions, uuids = [], [], []
     for ckpt_path, stores in runs:
         model, ckpt = load_model(ckpt_path)
         datasets = [open_binned(s) for s in stores]
@@ -321,6 +321,7 @@ def run_probe(
             feats["psth"].append(ds["spikes"].values.mean(axis=0).T.astype(np.float64))  # (N, T)
             regions.append(as_str(ds["unit_region"].values))
             sessions.append(np.full(ds.sizes["unit"], ds.attrs["eid"]))
+            uuids.append(as_str(ds["unit_uuid"].values))
     regions_all, sessions_all = np.concatenate(regions), np.concatenate(sessions)
     # regions with fewer units than cross-validation folds cannot be probed: left out, and said so
     sizes = {r: int((regions_all == r).sum()) for r in TARGET_REGIONS}
@@ -343,14 +344,19 @@ def run_probe(
         out["skipped"] = str(exc)
         out["results"] = {}
         _log.warning("probing %s skipped: %s", target, exc)
+    # per-unit out-of-fold predictions go to the embeddings store, not the JSON
+    predicted = {name: res.pop("predicted") for name, res in out["results"].items()}
     _write_json(out, out_json)
     both = np.concatenate(feats["both"])[keep]
     both = (both - both.mean(0)) / np.where(both.std(0) > 0, both.std(0), 1.0)
     ds = xr.Dataset(
-        {"embedding": (("unit", "feature"), both.astype(np.float32))},
-        coords={"region": ("unit", text_array(labels)), "session": ("unit", text_array(sessions_all[keep]))},
-        attrs={"target": target, "description": "standardised input+output layer embeddings (neds.evaluate.probing)"},
-    )
+        {"embedding": (("unit", "feature"), both.astype(np.float32)),
+         **{f"predicted_{name}": ("unit", text_array(np.asarray(p))) for name, p in predicted.items()}},
+        coords={"region": ("unit", text_array(labels)), "session": ("unit", text_array(sessions_all[keep])),
+                "unit_uuid": ("unit", text_array(np.concatenate(uuids)[keep]))},
+        attrs={"target": target, "description": "standardised input+output layer embeddings (neds.evaluate.probing) "
+               "and each unit's out-of-fold predicted region per feature set (predicted_<features>)"},
+    )  # fmt: skip
     write_zarr(ds, out_embeddings)
     _log.info("probing %s: %s", target, {k: round(v["accuracy"], 3) for k, v in out["results"].items()})
     return out
@@ -412,3 +418,40 @@ def run_table1(metrics_tsv: str | Path, out_tsv: str | Path, out_md: str | Path)
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text(table1_markdown(table))
     return table
+
+
+def run_bwb_export(
+    sessions: dict[str, dict[str, str | Path]], embeddings: str | Path | None, out_dir: str | Path,
+    label: str, seed: int, method: str, rates_method: str,
+) -> dict:
+    """Predictions of one method in the IBL BrainWideBench submission layout (:mod:`neds.io.bwb`).
+
+    sessions : eid -> {'store': binned store, 'predictions': the evaluation's predictions folder}
+    embeddings : the held-out probing run's embeddings store (TS3), or None
+    Writes ``<out_dir>/predictions/``, ``<out_dir>/ground_truth/`` and ``<out_dir>/manifest.json``
+    (the files, and any task left out with its reason).
+    """
+    from neds.io.bwb import FORMAT_VERSION, export_regions, export_session
+
+    out_dir = Path(out_dir)
+    pred_dir, gt_dir = out_dir / "predictions", out_dir / "ground_truth"
+    files, skipped = [], {}
+    for eid, paths in sessions.items():
+        folder = Path(paths["predictions"])
+        files += export_session(folder / f"{method}.zarr", paths["store"], pred_dir, gt_dir, label, seed,
+                                rates=folder / f"{rates_method}.zarr")  # fmt: skip
+    if embeddings is None:
+        skipped["ts3-unit_cosmos"] = "no probing run given"
+    else:
+        try:
+            files += export_regions(embeddings, pred_dir, gt_dir, label, seed)
+        except ValueError as exc:  # probing skipped (too few units per region): recorded, not fatal
+            skipped["ts3-unit_cosmos"] = str(exc)
+            _log.warning("BWB export: ts3-unit_cosmos left out: %s", exc)
+    manifest = {
+        "format": f"ibl-bwb-eval {FORMAT_VERSION} submission layout", "label": label, "seed": seed,
+        "method": method, "co_smoothing_from": rates_method, "sessions": sorted(sessions),
+        "files": sorted(str(Path(f).relative_to(out_dir)) for f in files), "skipped": skipped,
+    }  # fmt: skip
+    _write_json(manifest, out_dir / "manifest.json")
+    return manifest

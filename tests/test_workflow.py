@@ -199,6 +199,69 @@ def test_experiment_targets(run):
     assert set(table1["encoding_from"]) == {"all behaviours", "wheel", "whisker", "choice", "block"}
 
 
+def _bwb_scorer(tmp_path: Path) -> Path:
+    """A folder with a ``python`` on which ibl-bwb-eval 0.1.0 imports: this interpreter plus the
+    scorer and its pure-Python dependencies installed without dependencies into a target folder
+    (its own pins would pull a CUDA torch; the scorer only needs torch, numpy and safetensors)."""
+    target = tmp_path / "bwb_packages"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), "ibl-bwb-eval==0.1.0",
+         "torchmetrics==1.9.0", "lightning-utilities", "rich==15.0.0", "markdown-it-py", "mdurl", "pygments"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if pip.returncode != 0:
+        pytest.skip(f"cannot install ibl-bwb-eval from the package registry: {pip.stderr[-500:]}")
+    bin_dir = tmp_path / "bwb_bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(f'#!/bin/sh\nPYTHONPATH="{target}" exec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.slow
+def test_bwb_export_is_scored_by_the_benchmark_scorer(run, tmp_path):
+    """`snakemake bwb` writes the submission layout; the benchmark's own scorer (rule bwb_score)
+    reproduces the evaluation's numbers from it."""
+    from safetensors.numpy import load_file
+
+    from sklearn.metrics import f1_score
+
+    from neds.io.bwb import COSMOS_LABELS, COSMOS_OF_BERYL, decode_ids
+
+    work = tmp_path / "work"
+    shutil.copytree(run, work, symlinks=True)
+    proc = snakemake(work, "--cores", "1", "bwb")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    bwb = work / "results" / "bwb"
+    manifest = json.loads((bwb / "manifest.json").read_text())
+    (eid,) = manifest["sessions"]
+    for task in ("ts1-choice", "ts1-wheel_speed", "ts1-whisker_motion_energy", "ts2-co_smoothing"):
+        pred = load_file(bwb / "predictions" / "neds" / task / eid / "seed_42.safetensors")
+        truth = load_file(bwb / "ground_truth" / task / eid / "ground_truth.safetensors")
+        key = "trial_id" if task.startswith("ts1") else "window_timestamps"
+        assert np.array_equal(pred[key], truth[key])
+    # TS3: one row per probed unit, identified by its uuid, one-hot on the Cosmos parent of its probed region
+    emb = xr.open_zarr(work / "results" / "probing" / "finetune" / "embeddings.zarr", consolidated=False)
+    pred = load_file(bwb / "predictions" / "neds" / "ts3-unit_cosmos" / "seed_42.safetensors")
+    assert decode_ids(pred["entity_ids"]).tolist() == [str(u) for u in emb["unit_uuid"].values]
+    assert (pred["pred_proba"].sum(axis=1) == 1).all() and manifest["skipped"] == {}
+    cosmos_true = [COSMOS_OF_BERYL[str(r)] for r in emb["region"].values]
+    cosmos_pred = [COSMOS_OF_BERYL[str(r)] for r in emb["predicted_both"].values]
+
+    env = {**os.environ, "PATH": f"{_bwb_scorer(tmp_path)}{os.pathsep}{os.environ['PATH']}"}
+    proc = snakemake(work, "--cores", "1", "bwb_score", env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:] + (work / "logs" / "bwb" / "score.log").read_text()
+    scores = pd.read_csv(bwb / "scores.tsv", sep="\t").set_index(["task", "metric"])["value"]
+    ours = next(r for r in json.loads((work / "results" / "evaluation" / eid / "metrics.json").read_text())["rows"]
+                if r["method"] == "neds_finetuned")  # fmt: skip
+    assert scores["ts1-wheel_speed", "r2"] == pytest.approx(ours["wheel_r2"], abs=1e-4)
+    assert scores["ts1-whisker_motion_energy", "r2"] == pytest.approx(ours["whisker_r2"], abs=1e-4)
+    assert scores["ts1-choice", "bacc"] == pytest.approx(ours["choice_balanced_acc"], abs=1e-6)
+    assert scores["ts2-co_smoothing", "bps"] == pytest.approx(ours["bps_pooled"], abs=1e-3)
+    macro_f1 = f1_score(cosmos_true, cosmos_pred, labels=list(COSMOS_LABELS), average="macro", zero_division=0)
+    assert scores["ts3-unit_cosmos", "macro/f1-score"] == pytest.approx(macro_f1)
+
+
 @pytest.mark.slow
 def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
     """The SLURM profile through snakemake-executor-plugin-slurm, with stand-in SLURM commands:

@@ -60,7 +60,8 @@ def probe(features: np.ndarray, regions: np.ndarray, seed: int = 0, n_splits: in
     -------
     dict: accuracy and balanced_accuracy (mean over folds) with their s.e.m., per-region F1 and
     the confusion matrix (rows true, columns predicted, TARGET_REGIONS order) of the pooled
-    out-of-fold predictions, and ``svm_c``, the C chosen in each outer fold.
+    out-of-fold predictions, ``svm_c``, the C chosen in each outer fold, and ``predicted``, each
+    unit's out-of-fold predicted region (in the order of ``regions``).
     """
     regions = np.asarray(regions).astype(str)
     features = np.asarray(features, dtype=np.float64)
@@ -97,4 +98,5 @@ def probe(features: np.ndarray, regions: np.ndarray, seed: int = 0, n_splits: in
         "f1": {r: float(v) for r, v in zip(TARGET_REGIONS, f1)},
         "confusion": confusion_matrix(regions, predicted, labels=list(TARGET_REGIONS)).tolist(),
         "svm_c": chosen_c,
+        "predicted": predicted.tolist(),
     }

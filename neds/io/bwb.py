@@ -1,0 +1,187 @@
+"""Export of NEDS predictions in the submission layout of IBL BrainWideBench (``ibl-bwb-eval``).
+
+The benchmark scores ``.safetensors`` prediction files against ground-truth files of the same
+layout with its own scorers (``python -m ibl_bwb_eval.scoring.ts1|ts2|ts3 --pred_dir --gt_dir``).
+This module writes, for the tasks NEDS covers:
+
+* ``ts1-choice``: ``predictions`` (N, 1, 2) logits, aligned by ``trial_id``; ground truth
+  ``values`` (N, 1), the class (0 left, 1 right).
+* ``ts1-wheel_speed``, ``ts1-whisker_motion_energy``: ``predictions`` (N, T, 1), aligned by
+  ``trial_id``; ground truth ``values`` (N, T, 1).
+* ``ts2-co_smoothing``: ``predictions`` (N, T, U) log-rates per bin, aligned by
+  ``window_timestamps`` (each window's start, s); ground truth ``targets`` (N, T, U) spike counts.
+* ``ts3-unit_cosmos``: ``pred_proba`` (U, 10) over :data:`COSMOS_LABELS`, aligned by
+  ``entity_ids`` (unit uuids); ground truth ``targets`` (U,) class indices.
+
+Prediction files go to ``<pred_dir>/<label>/<task>/<recording_id>/seed_<seed>.safetensors``
+(TS3: no recording level), with the metadata the scorers read (``label``, ``task``, ``seed``,
+``recording_id``; TS3 ``label_names``). Ground truth goes to
+``<gt_dir>/<task>/<recording_id>/ground_truth.safetensors`` (TS3:
+``<gt_dir>/<task>/ground_truth.safetensors``), where the scorers look for it.
+
+What the export is and is not. The predictions are NEDS's, on NEDS's own trial windows (the
+binning's ``window_s`` around ``align_event``, its test trials, its units), and the ground truth
+written beside them is the same binned data, so the benchmark's scorers can be run on them and
+their numbers checked against NEDS's own tables. The benchmark's official ground truth is built
+by its own data pipeline (its TS1 behaviour targets are 1 s movement windows at 50 Hz; TS3 covers
+every unit of every region); scoring against it needs NEDS binned on those windows, trials and
+units. ``ts2-co_smoothing`` here holds NEDS's encoding predictions: the log-rate of every unit
+from behaviour alone, with no spike of the trial seen, a conservative co-smoothing submission.
+``ts3-unit_cosmos`` maps each unit's out-of-fold probed Beryl region (``neds.evaluate.probing``,
+fine-tuned held-out models) to its Allen Cosmos parent as a one-hot probability row.
+
+Pure numpy and safetensors; ``ibl-bwb-eval`` itself is not imported (it pins its own torch and
+numpy, so it runs in its own environment: ``workflow/envs/bwb.yaml``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from safetensors.numpy import save_file
+
+from neds.io.store import as_str, open_binned
+
+__all__ = [
+    "FORMAT_VERSION",
+    "COSMOS_LABELS",
+    "COSMOS_OF_BERYL",
+    "TS1_TASKS",
+    "encode_ids",
+    "decode_ids",
+    "export_session",
+    "export_regions",
+]
+
+FORMAT_VERSION = "0.1.0"
+"""The ibl-bwb-eval release whose submission layout is written (stamped as ``ibl_bwb_eval_version``)."""
+
+COSMOS_LABELS: tuple[str, ...] = ("CB", "CNU", "CTXsp", "HB", "HPF", "HY", "Isocortex", "MB", "OLF", "TH")
+"""The benchmark's TS3 class order (Allen CCF Cosmos regions, alphabetical)."""
+
+COSMOS_OF_BERYL = {"VISa": "Isocortex", "CA1": "HPF", "DG": "HPF", "LP": "TH", "PO": "TH"}
+"""Cosmos parent of each repeated-site target (Beryl) region."""
+
+TS1_TASKS = {"choice": "choice", "wheel_speed": "wheel", "whisker_motion_energy": "whisker"}
+"""TS1 task -> the NEDS prediction it is written from."""
+
+
+def encode_ids(ids) -> np.ndarray:
+    """ASCII ids as an (n, width) uint8 matrix, NUL-padded to the longest (the benchmark's entity ids)."""
+    rows = [str(i).encode("ascii") for i in ids]
+    if not rows or not all(rows):
+        raise ValueError("entity ids must be a non-empty list of non-empty ASCII strings")
+    out = np.zeros((len(rows), max(map(len, rows))), dtype=np.uint8)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = np.frombuffer(row, dtype=np.uint8)
+    return out
+
+
+def decode_ids(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode_ids`."""
+    return np.array([bytes(row).rstrip(b"\x00").decode("ascii") for row in np.asarray(matrix, dtype=np.uint8)])
+
+
+def _write(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=metadata)
+    return path
+
+
+def _meta(label: str, task: str, seed: int, **extra) -> dict[str, str]:
+    from neds import __version__
+
+    return {"label": label, "task": task, "seed": str(seed), "ibl_bwb_eval_version": FORMAT_VERSION,
+            "writer": f"neds {__version__}", **{k: str(v) for k, v in extra.items()}}  # fmt: skip
+
+
+def export_session(
+    predictions: str | Path, store: str | Path, pred_dir: str | Path, gt_dir: str | Path, label: str, seed: int,
+    rates: str | Path | None = None,
+) -> list[Path]:
+    """Write one held-out session's TS1 and TS2 files.
+
+    Parameters
+    ----------
+    predictions : a method's prediction store written by the evaluation stage
+        (``results/evaluation/<eid>/predictions/<method>.zarr``: choice_prob, wheel, whisker, rate)
+    store : the session's binned store (ground truth, stimulus times, split)
+    pred_dir, gt_dir : roots of the prediction and ground-truth trees
+    label : the submission's model label; seed : its training seed
+    rates : another method's prediction store to take the co-smoothing rates from (default: ``predictions``)
+
+    Returns the written paths.
+    """
+    pred = xr.open_zarr(predictions, consolidated=False)
+    data = open_binned(store)
+    eid = str(data.attrs["eid"])
+    trials = np.asarray(pred["trial"].values, dtype=np.int64)
+    missing = np.setdiff1d(trials, data["trial"].values)
+    if missing.size:
+        raise ValueError(f"{predictions} has trials {missing[:5].tolist()} that {store} does not; export matching files")
+    truth = data.sel(trial=trials)
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    written = []
+
+    def both(task: str, pred_tensors: dict, gt_tensors: dict, **extra) -> None:
+        meta = _meta(label, task, seed, recording_id=eid, **extra)
+        written.append(_write(pred_dir / label / task / eid / f"seed_{seed}.safetensors", pred_tensors, meta))
+        gt_meta = {"task": task, "recording_id": eid, "ibl_bwb_eval_version": FORMAT_VERSION, **{k: str(v) for k, v in extra.items()}}
+        written.append(_write(gt_dir / task / eid / "ground_truth.safetensors", gt_tensors, gt_meta))
+
+    trial_id = trials.astype(np.int64)
+    binning = data.attrs["binning"]
+    window = binning["window_s"]
+    for task, key in TS1_TASKS.items():
+        if key == "choice":
+            prob = np.asarray(pred["choice_prob"].values, dtype=np.float64)
+            logits = np.log(np.clip(prob, 1e-12, 1.0)).astype(np.float32)[:, None, :]  # (N, 1, 2)
+            values = truth["choice"].values.astype(np.int64)[:, None]  # (N, 1)
+            both(f"ts1-{task}", {"predictions": logits, "trial_id": trial_id}, {"values": values, "trial_id": trial_id})
+        else:
+            source = "wheel_speed" if key == "wheel" else "whisker_motion_energy"
+            values = truth[source].values.astype(np.float32)[..., None]  # (N, T, 1)
+            p = np.asarray(pred[key].values, dtype=np.float32)[..., None]
+            both(f"ts1-{task}", {"predictions": p, "trial_id": trial_id}, {"values": values, "trial_id": trial_id},
+                 window_s=window)  # fmt: skip
+    rate_source = xr.open_zarr(rates, consolidated=False) if rates is not None else pred
+    if not np.array_equal(rate_source["trial"].values, trials):
+        raise ValueError(f"{rates} and {predictions} hold different trials; export one evaluation's stores")
+    log_rate = np.log(np.clip(np.asarray(rate_source["rate"].values, dtype=np.float64), 1e-12, None)).astype(np.float32)
+    counts = truth["spikes"].values.astype(np.float32)  # (N, T, U)
+    start = (truth[f"trial_{binning['align_event']}"].values + window[0]).astype(np.float64)
+    both("ts2-co_smoothing", {"predictions": log_rate, "window_timestamps": start},
+         {"targets": counts, "window_timestamps": start}, units=",".join(as_str(data["unit_uuid"].values)))  # fmt: skip
+    return written
+
+
+def export_regions(embeddings: str | Path, pred_dir: str | Path, gt_dir: str | Path, label: str, seed: int,
+                   features: str = "both") -> list[Path]:  # fmt: skip
+    """Write the TS3 (``unit_cosmos``) files from a probing run's per-unit out-of-fold predictions.
+
+    embeddings : ``results/probing/<target>/embeddings.zarr`` (coords region, unit_uuid; variable
+        ``predicted_<features>``)
+    """
+    ds = xr.open_zarr(embeddings, consolidated=False)
+    key = f"predicted_{features}"
+    if key not in ds:
+        raise ValueError(f"{embeddings} has no {key} (probing was skipped or ran before per-unit predictions were stored); rerun probe_regions")
+    predicted, true = as_str(ds[key].values), as_str(ds["region"].values)
+    unknown = sorted(set(predicted) - set(COSMOS_OF_BERYL)) + sorted(set(true) - set(COSMOS_OF_BERYL))
+    if unknown:
+        raise ValueError(f"regions {unknown} have no Cosmos parent in COSMOS_OF_BERYL; extend it")
+    col = {name: i for i, name in enumerate(COSMOS_LABELS)}
+    proba = np.zeros((len(predicted), len(COSMOS_LABELS)), dtype=np.float32)
+    proba[np.arange(len(predicted)), [col[COSMOS_OF_BERYL[r]] for r in predicted]] = 1.0
+    targets = np.array([col[COSMOS_OF_BERYL[r]] for r in true], dtype=np.int64)
+    ids = encode_ids(as_str(ds["unit_uuid"].values))
+    task, names = "ts3-unit_cosmos", ",".join(COSMOS_LABELS)
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    return [
+        _write(pred_dir / label / task / f"seed_{seed}.safetensors", {"pred_proba": proba, "entity_ids": ids},
+               _meta(label, task, seed, label_names=names, features=features)),
+        _write(gt_dir / task / "ground_truth.safetensors", {"targets": targets, "entity_ids": ids},
+               {"task": task, "label_names": names, "ibl_bwb_eval_version": FORMAT_VERSION}),
+    ]  # fmt: skip

@@ -1,0 +1,59 @@
+# Export for IBL BrainWideBench (neds/io/bwb.py): the held-out predictions in the benchmark's
+# submission layout, with matching ground truth (target `bwb`), and the benchmark's own scorers
+# run in their own environment (target `bwb_score`, workflow/envs/bwb.yaml).
+
+
+rule bwb_export:
+    input:
+        stores=lambda wc: expand("results/binned/{eid}.zarr", eid=usable_sessions("heldout")),
+        predictions=lambda wc: expand("results/evaluation/{eid}/predictions", eid=usable_sessions("heldout")),
+        embeddings="results/probing/finetune/embeddings.zarr",
+    output:
+        predictions=directory("results/bwb/predictions"),
+        ground_truth=directory("results/bwb/ground_truth"),
+        manifest="results/bwb/manifest.json",
+    params:
+        eids=lambda wc: usable_sessions("heldout"),
+        out_dir=subpath(output.manifest, parent=True),
+        label=config["bwb"]["label"],
+        method=config["bwb"]["method"],
+        rates_method=config["bwb"]["co_smoothing_method"],
+        seed=config["training"]["seed"],
+        neds_version=NEDS_VERSION,
+    log:
+        "logs/bwb/export.log",
+    conda:
+        "../envs/neds.yaml"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/bwb_export.py"
+
+
+rule bwb_score:
+    input:
+        predictions="results/bwb/predictions",
+        ground_truth="results/bwb/ground_truth",
+    output:
+        scores="results/bwb/scores.tsv",
+    params:
+        scorer=workflow.source_path("../scripts/bwb_score.py"),
+    log:
+        "logs/bwb/score.log",
+    conda:
+        "../envs/bwb.yaml"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python {params.scorer} {input.predictions} {input.ground_truth} {output.scores} > {log} 2>&1"
+
+
+rule bwb:
+    input:
+        "results/bwb/manifest.json",
