@@ -212,14 +212,14 @@ def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: np.ndar
 
 def _predict_checkpoint(path: str | Path, data, split: str, per_behaviour: bool = True) -> tuple[dict, int]:
     """Predictions of the NEDS checkpoint ``path`` on the ``split`` trials of ``data`` (one session,
-    the one it was trained on, else ValueError) and the checkpoint's best epoch."""
+    the one it was trained on, else ValueError) and the epoch its weights are from."""
     from neds.evaluate.evaluation import predict_neds
     from neds.train import load_model
 
     model, ckpt = load_model(path)
     if ckpt["vocab"]["eids"] != data.eids:
         raise ValueError(f"{path} was trained on {ckpt['vocab']['eids']}, not on {data.eids}")
-    return predict_neds(model, data, split, per_behaviour=per_behaviour), ckpt["state"]["best_epoch"]
+    return predict_neds(model, data, split, per_behaviour=per_behaviour), ckpt["state"]["epoch"]
 
 
 def run_evaluate_session(
@@ -247,8 +247,8 @@ def run_evaluate_session(
     eid = data.eids[0]
     methods: dict[str, tuple[dict, dict]] = {}
     for name, path in models.items():
-        pred, best_epoch = _predict_checkpoint(path, data, split)
-        methods[name] = (pred, {"checkpoint": str(path), "best_epoch": best_epoch})
+        pred, epoch = _predict_checkpoint(path, data, split)
+        methods[name] = (pred, {"checkpoint": str(path), "epoch": epoch})
     enc, enc_info = linear_encoding(data, split)
     dec, dec_info = linear_decoding(data, split)
     methods["linear"] = ({**enc, **dec}, {**enc_info, **dec_info})
@@ -383,9 +383,9 @@ def run_score_models(store: str | Path, models: dict[str, str | Path], split: st
     data = load_sessions([store])
     rows = []
     for name, path in models.items():
-        pred, best_epoch = _predict_checkpoint(path, data, split, per_behaviour=False)
+        pred, epoch = _predict_checkpoint(path, data, split, per_behaviour=False)
         row, _ = score(pred, data, split)
-        rows.append({"method": name, "eid": data.eids[0], "split": split, **row, "best_epoch": best_epoch, **(attrs or {})})
+        rows.append({"method": name, "eid": data.eids[0], "split": split, **row, "epoch": epoch, **(attrs or {})})
     _write_json({"rows": rows}, out_json)
     return rows
 
@@ -400,7 +400,7 @@ def run_summarize_experiment(files: dict[str, list[str | Path]], out_metrics: st
         raise ValueError("the experiment has no evaluated sessions; check results/binned/sessions.tsv")
     df = pd.concat(parts, ignore_index=True)
     df = df[["variant", *(c for c in df.columns if c != "variant")]]
-    summary = summarize(df.drop(columns=["experiment", "best_epoch"], errors="ignore"), by=("variant", "method"))
+    summary = summarize(df.drop(columns=["experiment", "epoch"], errors="ignore"), by=("variant", "method"))
     write_table(df, out_metrics)
     write_table(summary, out_summary)
     return summary

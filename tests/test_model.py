@@ -200,3 +200,21 @@ def test_bf16_autocast_forward_backward():
         loss, _ = model.loss(out, batch, masks)
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_init_scales_of_the_unit_layers():
+    torch.manual_seed(0)
+    ref = NEDS(TINY, [7, 5])
+    torch.manual_seed(0)
+    zero = NEDS(ModelConfig(**{**vars(TINY), "readout_init_scale": 0.0, "stitcher_init_scale": 0.5}), [7, 5])
+    assert torch.count_nonzero(zero.spk_out_w) == 0
+    assert torch.allclose(zero.spk_w1, 0.5 * ref.spk_w1)
+    # the other weights are drawn as before: only the two scaled tensors differ
+    for (name, a), b in zip(ref.state_dict().items(), zero.state_dict().values()):
+        if name not in ("spk_out_w", "spk_w1"):
+            assert torch.equal(a, b), name
+    # a zero readout still learns: its gradient does not vanish
+    batch = random_trials([7, 5], 4).batch(torch.arange(8))
+    masks = draw_masks(8, 100, 0.3, torch.Generator().manual_seed(0), ("neural",))
+    zero.loss(zero(batch, masks), batch, masks)[0].backward()
+    assert zero.spk_out_w.grad.abs().sum() > 0

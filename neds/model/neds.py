@@ -41,6 +41,8 @@ class ModelConfig:
     dropout: float = 0.4
     token_dropout: float = 0.2
     attention_dropout: float = 0.0  # dropout on attention probabilities; > 0 disables the fused CPU kernel
+    readout_init_scale: float = 1.0  # scale of the spike output layer's initial weights (nn.Linear's = 1)
+    stitcher_init_scale: float = 1.0  # scale of the spike input layer's initial per-unit weights
     n_bins: int = 100
     rope_base: float = 10000.0
 
@@ -178,7 +180,7 @@ class NEDS(nn.Module):
         )
         # session-specific spike stitcher: Linear(N -> 2N), Softsign, Linear(2N -> H)
         fan = self.n_units
-        self.spk_w1 = nn.Parameter(_uniform((s, n_max, 2 * n_max), fan))
+        self.spk_w1 = nn.Parameter(_uniform((s, n_max, 2 * n_max), fan) * cfg.stitcher_init_scale)
         self.spk_b1 = nn.Parameter(_uniform((s, 2 * n_max), fan))
         self.spk_w2 = nn.Parameter(_uniform((s, 2 * n_max, h), 2 * fan))
         self.spk_b2 = nn.Parameter(_uniform((s, h), 2 * fan))
@@ -199,7 +201,7 @@ class NEDS(nn.Module):
         # (5T, D/2): a token's position is its time bin, whatever its modality
         self.register_buffer("rope", _rope_table(t, h // cfg.n_heads, cfg.rope_base).repeat(5, 1), persistent=False)
         # session-specific heads
-        self.spk_out_w = nn.Parameter(_uniform((s, h, n_max), h))
+        self.spk_out_w = nn.Parameter(_uniform((s, h, n_max), h) * cfg.readout_init_scale)
         self.spk_out_b = nn.Parameter(torch.zeros(s, n_max))
         self.dyn_out_w = nn.Parameter(_uniform((2, s, h), h))
         self.dyn_out_b = nn.Parameter(torch.zeros(2, s))
