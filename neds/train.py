@@ -27,8 +27,7 @@ import torch.distributed as dist
 
 from neds import __version__
 from neds.data.dataset import TrialData
-from neds.evaluate.evaluation import run_model
-from neds.evaluate.metrics import accuracy, bits_per_spike, r2_score
+from neds.evaluate.evaluation import SELECTION_KEYS, run_model, score
 from neds.model.masking import SCHEMES, draw_masks, eval_masks
 from neds.model.neds import LOSS_PARTS, NEDS, ModelConfig, model_summary
 
@@ -51,6 +50,7 @@ _log = logging.getLogger(__name__)
 MODE_SCHEMES = {"multimodal": SCHEMES, "encoding": ("neural",), "decoding": ("behavioural",)}
 CHECKPOINT_DIR = "checkpoints"
 KEEP = ("best", "last")
+_VAL_NAMES = {"bps_unit_mean": "bps"}  # history keys of the selection metrics (val_bps, val_choice_acc, ...)
 
 
 @dataclass
@@ -197,9 +197,12 @@ def training_trials(data: TrialData, fraction: float = 1.0) -> torch.Tensor:
 def evaluate(model: NEDS, data: TrialData, split: str = "val", device=None, batch_size: int = 64, bf16: bool = True) -> dict:
     """Validation metrics of a model on one split, averaged over sessions.
 
-    Encoding (all spikes masked, behaviour visible): ``bps`` = mean over units of bits per
-    spike. Decoding (spikes visible, behaviour masked): ``choice_acc``, ``block_acc``,
-    ``wheel_r2``, ``whisker_r2``. ``score`` is the mean of those the model's mode produces.
+    The model runs once over the split's trials of all sessions (encoding: all spikes masked,
+    behaviour visible; decoding: spikes visible, behaviour masked), and each session is scored by
+    :func:`neds.evaluate.evaluation.score`, the code of the final evaluation. Keys: ``bps`` (mean
+    over units of bits per spike), ``choice_acc``, ``block_acc``, ``wheel_r2``, ``whisker_r2``,
+    those the model's mode produces; ``score`` is their mean (the selection score,
+    :data:`~neds.evaluate.evaluation.SELECTION_KEYS`).
     """
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -207,26 +210,25 @@ def evaluate(model: NEDS, data: TrialData, split: str = "val", device=None, batc
     idx = data.indices(split)
     if len(idx) == 0:
         raise ValueError(f"no {split} trials to evaluate")
+    t = data.spikes.shape[1]
+    pred: dict[str, np.ndarray] = {}
+    if model.mode in ("multimodal", "encoding"):
+        out = run_model(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device, bf16)
+        pred["rate"] = np.exp(out["spikes"])
+    if model.mode in ("multimodal", "decoding"):
+        out = run_model(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device, bf16)
+        pred["wheel"], pred["whisker"] = out["wheel"], out["whisker"]
+        pred["choice_prob"] = torch.softmax(torch.from_numpy(out["choice"]), -1).numpy()
+        pred["block_prob"] = torch.softmax(torch.from_numpy(out["block"]), -1).numpy()
     session = data.session[idx].numpy()
     res: dict[str, list[float]] = {}
-    if model.mode in ("multimodal", "encoding"):
-        t = data.spikes.shape[1]
-        pred = run_model(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device, bf16)
-        counts = data.spikes[idx].numpy().astype(np.float64)
-        for s in np.unique(session):
-            sel, n = session == s, data.n_units[s]
-            bps = bits_per_spike(counts[sel][:, :, :n], np.exp(pred["spikes"][sel][:, :, :n]))
-            res.setdefault("bps", []).append(float(np.nanmean(bps)))
-    if model.mode in ("multimodal", "decoding"):
-        t = data.spikes.shape[1]
-        pred = run_model(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device, bf16)
-        for s in np.unique(session):
-            sel = session == s
-            sub = idx[torch.from_numpy(sel)]
-            res.setdefault("choice_acc", []).append(accuracy(data.choice[sub].numpy(), pred["choice"][sel].argmax(1)))
-            res.setdefault("block_acc", []).append(accuracy(data.block[sub].numpy(), pred["block"][sel].argmax(1)))
-            res.setdefault("wheel_r2", []).append(r2_score(data.wheel[sub].numpy(), pred["wheel"][sel]))
-            res.setdefault("whisker_r2", []).append(r2_score(data.whisker[sub].numpy(), pred["whisker"][sel]))
+    for s in np.unique(session):
+        sel, n = session == s, data.n_units[s]
+        own = {k: (v[sel][:, :, :n] if k == "rate" else v[sel]) for k, v in pred.items()}
+        row, _ = score(own, data.session_view(int(s)), split)
+        for key in SELECTION_KEYS:
+            if key in row:
+                res.setdefault(_VAL_NAMES.get(key, key), []).append(row[key])
     metrics = {k: float(np.nanmean(v)) for k, v in res.items()}
     metrics["score"] = float(np.nanmean(list(metrics.values())))
     model.train(was_training)

@@ -46,6 +46,16 @@ class TrialData:
         """(k,) indices of the trials of one split, in session order."""
         return torch.from_numpy(np.flatnonzero(self.split == split))
 
+    def session_view(self, s: int) -> "TrialData":
+        """The trials of session ``s`` alone, as a one-session :class:`TrialData` (copies them)."""
+        sel = self.session == s
+        n = self.n_units[s]
+        return TrialData(
+            eids=[self.eids[s]], n_units=[n], spikes=self.spikes[sel][:, :, :n], wheel=self.wheel[sel],
+            whisker=self.whisker[sel], choice=self.choice[sel], block=self.block[sel],
+            session=torch.zeros(int(sel.sum()), dtype=torch.long), split=self.split[sel.numpy()], trial=self.trial[sel],
+        )  # fmt: skip
+
     def batch(self, idx: torch.Tensor) -> Batch:
         """Gather trials ``idx`` (k,) into a :class:`~neds.model.neds.Batch` (float counts)."""
         session = self.session[idx]
