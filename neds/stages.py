@@ -422,12 +422,13 @@ def run_table1(metrics_tsv: str | Path, out_tsv: str | Path, out_md: str | Path)
 
 def run_bwb_export(
     sessions: dict[str, dict[str, str | Path]], embeddings: str | Path | None, out_dir: str | Path,
-    label: str, seed: int, method: str, rates_method: str,
+    label: str, seed: int, method: str, rates_method: str, probe_features: str = "output",
 ) -> dict:
     """Predictions of one method in the IBL BrainWideBench submission layout (:mod:`neds.io.bwb`).
 
     sessions : eid -> {'store': binned store, 'predictions': the evaluation's predictions folder}
     embeddings : the held-out probing run's embeddings store (TS3), or None
+    probe_features : which embedding's out-of-fold predicted regions fill TS3 (input, output, both)
     Writes ``<out_dir>/predictions/``, ``<out_dir>/ground_truth/`` and ``<out_dir>/manifest.json``
     (the files, and any task left out with its reason).
     """
@@ -444,13 +445,13 @@ def run_bwb_export(
         skipped["ts3-unit_cosmos"] = "no probing run given"
     else:
         try:
-            files += export_regions(embeddings, pred_dir, gt_dir, label, seed)
+            files += export_regions(embeddings, pred_dir, gt_dir, label, seed, features=probe_features)
         except ValueError as exc:  # probing skipped (too few units per region): recorded, not fatal
             skipped["ts3-unit_cosmos"] = str(exc)
             _log.warning("BWB export: ts3-unit_cosmos left out: %s", exc)
     manifest = {
         "format": f"ibl-bwb-eval {FORMAT_VERSION} submission layout", "label": label, "seed": seed,
-        "method": method, "co_smoothing_from": rates_method, "sessions": sorted(sessions),
+        "method": method, "co_smoothing_from": rates_method, "probe_features": probe_features, "sessions": sorted(sessions),
         "files": sorted(str(Path(f).relative_to(out_dir)) for f in files), "skipped": skipped,
     }  # fmt: skip
     _write_json(manifest, out_dir / "manifest.json")

@@ -246,7 +246,7 @@ def test_bwb_export_is_scored_by_the_benchmark_scorer(run, tmp_path):
     assert decode_ids(pred["entity_ids"]).tolist() == [str(u) for u in emb["unit_uuid"].values]
     assert (pred["pred_proba"].sum(axis=1) == 1).all() and manifest["skipped"] == {}
     cosmos_true = [COSMOS_OF_BERYL[str(r)] for r in emb["region"].values]
-    cosmos_pred = [COSMOS_OF_BERYL[str(r)] for r in emb["predicted_both"].values]
+    cosmos_pred = [COSMOS_OF_BERYL[str(r)] for r in emb["predicted_output"].values]  # bwb.probe_features
 
     env = {**os.environ, "PATH": f"{_bwb_scorer(tmp_path)}{os.pathsep}{os.environ['PATH']}"}
     proc = snakemake(work, "--cores", "1", "bwb_score", env=env)

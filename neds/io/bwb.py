@@ -158,7 +158,7 @@ def export_session(
 
 
 def export_regions(embeddings: str | Path, pred_dir: str | Path, gt_dir: str | Path, label: str, seed: int,
-                   features: str = "both") -> list[Path]:  # fmt: skip
+                   features: str = "output") -> list[Path]:  # fmt: skip
     """Write the TS3 (``unit_cosmos``) files from a probing run's per-unit out-of-fold predictions.
 
     embeddings : ``results/probing/<target>/embeddings.zarr`` (coords region, unit_uuid; variable

@@ -18,6 +18,7 @@ rule bwb_export:
         label=config["bwb"]["label"],
         method=config["bwb"]["method"],
         rates_method=config["bwb"]["co_smoothing_method"],
+        probe_features=config["bwb"]["probe_features"],
         seed=config["training"]["seed"],
         neds_version=NEDS_VERSION,
     log:

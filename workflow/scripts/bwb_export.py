@@ -8,7 +8,8 @@ def main(snakemake):
     eids = snakemake.params.eids
     sessions = {e: {"store": s, "predictions": p} for e, s, p in zip(eids, snakemake.input.stores, snakemake.input.predictions)}
     run_bwb_export(sessions, snakemake.input.embeddings, snakemake.params.out_dir, snakemake.params.label,
-                   snakemake.params.seed, snakemake.params.method, snakemake.params.rates_method)  # fmt: skip
+                   snakemake.params.seed, snakemake.params.method, snakemake.params.rates_method,
+                   snakemake.params.probe_features)  # fmt: skip
 
 
 main(snakemake)  # noqa: F821 (injected by Snakemake)
