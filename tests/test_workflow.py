@@ -223,7 +223,6 @@ def test_bwb_export_is_scored_by_the_benchmark_scorer(run, tmp_path):
     """`snakemake bwb` writes the submission layout; the benchmark's own scorer (rule bwb_score)
     reproduces the evaluation's numbers from it."""
     from safetensors.numpy import load_file
-
     from sklearn.metrics import f1_score
 
     from neds.io.bwb import COSMOS_LABELS, COSMOS_OF_BERYL, decode_ids
