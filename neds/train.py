@@ -27,8 +27,8 @@ import torch.distributed as dist
 
 from neds import __version__
 from neds.data.dataset import TrialData
-from neds.evaluate.evaluation import SELECTION_KEYS, run_model, score
-from neds.model.masking import SCHEMES, draw_masks, eval_masks
+from neds.evaluate.evaluation import SELECTION_KEYS, predict_trials, score
+from neds.model.masking import SCHEMES, draw_masks
 from neds.model.neds import LOSS_PARTS, NEDS, ModelConfig, model_summary
 
 __all__ = [
@@ -210,16 +210,7 @@ def evaluate(model: NEDS, data: TrialData, split: str = "val", device=None, batc
     idx = data.indices(split)
     if len(idx) == 0:
         raise ValueError(f"no {split} trials to evaluate")
-    t = data.spikes.shape[1]
-    pred: dict[str, np.ndarray] = {}
-    if model.mode in ("multimodal", "encoding"):
-        out = run_model(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device, bf16)
-        pred["rate"] = np.exp(out["spikes"])
-    if model.mode in ("multimodal", "decoding"):
-        out = run_model(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device, bf16)
-        pred["wheel"], pred["whisker"] = out["wheel"], out["whisker"]
-        pred["choice_prob"] = torch.softmax(torch.from_numpy(out["choice"]), -1).numpy()
-        pred["block_prob"] = torch.softmax(torch.from_numpy(out["block"]), -1).numpy()
+    pred = predict_trials(model, data, idx, batch_size, device, bf16)
     session = data.session[idx].numpy()
     res: dict[str, list[float]] = {}
     for s in np.unique(session):

@@ -29,7 +29,7 @@ from neds.evaluate.metrics import (
 from neds.model.masking import BEHAVIOURS, eval_masks
 from neds.model.neds import NEDS
 
-__all__ = ["run_model", "predict_neds", "score", "conditions", "predictions_dataset", "ENCODING_KEYS", "DECODING_KEYS", "SELECTION_KEYS"]
+__all__ = ["run_model", "predict_neds", "predict_trials", "score", "conditions", "predictions_dataset", "ENCODING_KEYS", "DECODING_KEYS", "SELECTION_KEYS"]
 
 ENCODING_KEYS = ("bps_unit_mean", "bps_pooled", "deviance_explained", "single_trial_r2", "psth_r2")
 DECODING_KEYS = ("choice_acc", "choice_balanced_acc", "block_acc", "block_balanced_acc", "wheel_r2", "whisker_r2")
@@ -68,16 +68,27 @@ def predict_neds(
     device = next(model.parameters()).device
     idx = data.indices(split)
     n, t = data.n_units[0], data.spikes.shape[1]
-    pred: dict[str, np.ndarray] = {}
-    if model.mode in ("multimodal", "encoding"):
-        out = run_model(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device)
-        pred["rate"] = np.exp(out["spikes"][:, :, :n])
+    pred = predict_trials(model, data, idx, batch_size, device)
+    if "rate" in pred:
+        pred["rate"] = pred["rate"][:, :, :n]
         if per_behaviour and model.mode == "multimodal":
             for beh in BEHAVIOURS:
                 out = run_model(model, data, idx, lambda b, k=beh: eval_masks("encoding_from", b, t, keep=k), batch_size, device)
                 pred[f"rate_from_{beh}"] = np.exp(out["spikes"][:, :, :n])
+    return pred
+
+
+def predict_trials(model: NEDS, data: TrialData, idx: torch.Tensor, batch_size: int, device, bf16: bool = False) -> dict[str, np.ndarray]:
+    """The encoding and decoding predictions (layout of this module) of ``model`` on trials
+    ``idx`` of any sessions; ``rate`` keeps the padded units (N_max). Only the outputs the
+    model's mode predicts."""
+    t = data.spikes.shape[1]
+    pred: dict[str, np.ndarray] = {}
+    if model.mode in ("multimodal", "encoding"):
+        out = run_model(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device, bf16)
+        pred["rate"] = np.exp(out["spikes"])
     if model.mode in ("multimodal", "decoding"):
-        out = run_model(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device)
+        out = run_model(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device, bf16)
         pred["wheel"], pred["whisker"] = out["wheel"], out["whisker"]
         pred["choice_prob"] = torch.softmax(torch.from_numpy(out["choice"]), -1).numpy()
         pred["block_prob"] = torch.softmax(torch.from_numpy(out["block"]), -1).numpy()
