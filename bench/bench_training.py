@@ -72,7 +72,7 @@ def run_case(case: str, device: torch.device, steps: int, attention_dropout: flo
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     n_units = [spec["units"]] + [int(spec["units"] * f) for f in rng.uniform(0.7, 1.0, spec["sessions"] - 1)]
-    data = random_trials(n_units, max(2 * batch, 64), splits=(1.0, 0.0, 0.0))
+    data = random_trials(n_units, max(2 * batch // spec["sessions"] + 1, 64), splits=(1.0, 0.0, 0.0))  # >= 2 batches
     cfg = ModelConfig(**spec["model"], attention_dropout=attention_dropout)
     model = build_model(cfg, data.n_units).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
