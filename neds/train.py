@@ -216,7 +216,7 @@ def evaluate(model: NEDS, data: TrialData, split: str = "val", device=None, batc
     for s in np.unique(session):
         sel, n = session == s, data.n_units[s]
         own = {k: (v[sel][:, :, :n] if k == "rate" else v[sel]) for k, v in pred.items()}
-        row, _ = score(own, data.session_view(int(s)), split)
+        row, _ = score(own, data.session_view(int(s), split), split)
         for key in SELECTION_KEYS:
             if key in row:
                 res.setdefault(_VAL_NAMES.get(key, key), []).append(row[key])

@@ -83,6 +83,17 @@ def test_outputs_and_evaluation(tmp_path):
     assert set(evaluate(enc, data, "val")) == {"bps", "score"}
 
 
+def test_session_view_holds_one_sessions_trials_of_a_split():
+    data = random_trials([5, 9], 20)  # 14 train, 3 val, 3 test trials a session
+    view = data.session_view(1, "val")
+    rows = np.flatnonzero((data.session.numpy() == 1) & (data.split == "val"))
+    assert view.eids == [data.eids[1]] and list(view.n_units) == [9] and len(rows) == 3
+    assert torch.equal(view.spikes, data.spikes[rows][:, :, :9]) and torch.equal(view.trial, data.trial[rows])
+    assert torch.equal(view.wheel, data.wheel[rows]) and torch.equal(view.block, data.block[rows])
+    assert view.split.tolist() == ["val"] * 3 and view.session.tolist() == [0, 0, 0]
+    assert len(data.session_view(1).split) == 20
+
+
 def test_training_trials_are_a_nested_subset_per_session():
     data = random_trials([5, 9, 7], 40)  # 28 training trials a session
     assert torch.equal(training_trials(data, 1.0), data.indices("train"))

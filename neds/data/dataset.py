@@ -46,9 +46,12 @@ class TrialData:
         """(k,) indices of the trials of one split, in session order."""
         return torch.from_numpy(np.flatnonzero(self.split == split))
 
-    def session_view(self, s: int) -> "TrialData":
-        """The trials of session ``s`` alone, as a one-session :class:`TrialData` (copies them)."""
+    def session_view(self, s: int, split: str | None = None) -> "TrialData":
+        """The trials of session ``s`` alone (those of ``split`` alone, if given), as a one-session
+        :class:`TrialData` (copies them)."""
         sel = self.session == s
+        if split is not None:
+            sel &= torch.from_numpy(self.split == split)
         n = self.n_units[s]
         return TrialData(
             eids=[self.eids[s]], n_units=[n], spikes=self.spikes[sel][:, :, :n], wheel=self.wheel[sel],

@@ -48,7 +48,7 @@ __all__ = [
     "FORMAT_VERSION",
     "COSMOS_LABELS",
     "COSMOS_OF_BERYL",
-    "TS1_TASKS",
+    "TS1_DYNAMIC",
     "encode_ids",
     "decode_ids",
     "export_session",
@@ -64,8 +64,12 @@ COSMOS_LABELS: tuple[str, ...] = ("CB", "CNU", "CTXsp", "HB", "HPF", "HY", "Isoc
 COSMOS_OF_BERYL = {"VISa": "Isocortex", "CA1": "HPF", "DG": "HPF", "LP": "TH", "PO": "TH"}
 """Cosmos parent of each repeated-site target (Beryl) region."""
 
-TS1_TASKS = {"choice": "choice", "wheel_speed": "wheel", "whisker_motion_energy": "whisker"}
-"""TS1 task -> the NEDS prediction it is written from."""
+TS1_DYNAMIC: dict[str, tuple[str, str]] = {
+    "wheel_speed": ("wheel", "wheel_speed"),
+    "whisker_motion_energy": ("whisker", "whisker_motion_energy"),
+}
+"""TS1 per-timestep task -> (the NEDS prediction variable, the binned store's ground-truth variable).
+The trial-level TS1 task ``choice`` is written from ``choice_prob``."""
 
 
 def encode_ids(ids) -> np.ndarray:
@@ -134,18 +138,15 @@ def export_session(
     trial_id = trials.astype(np.int64)
     binning = data.attrs["binning"]
     window = binning["window_s"]
-    for task, key in TS1_TASKS.items():
-        if key == "choice":
-            prob = np.asarray(pred["choice_prob"].values, dtype=np.float64)
-            logits = np.log(np.clip(prob, 1e-12, 1.0)).astype(np.float32)[:, None, :]  # (N, 1, 2)
-            values = truth["choice"].values.astype(np.int64)[:, None]  # (N, 1)
-            both(f"ts1-{task}", {"predictions": logits, "trial_id": trial_id}, {"values": values, "trial_id": trial_id})
-        else:
-            source = "wheel_speed" if key == "wheel" else "whisker_motion_energy"
-            values = truth[source].values.astype(np.float32)[..., None]  # (N, T, 1)
-            p = np.asarray(pred[key].values, dtype=np.float32)[..., None]
-            both(f"ts1-{task}", {"predictions": p, "trial_id": trial_id}, {"values": values, "trial_id": trial_id},
-                 window_s=window)  # fmt: skip
+    prob = np.asarray(pred["choice_prob"].values, dtype=np.float64)
+    logits = np.log(np.clip(prob, 1e-12, 1.0)).astype(np.float32)[:, None, :]  # (N, 1, 2)
+    choice = truth["choice"].values.astype(np.int64)[:, None]  # (N, 1)
+    both("ts1-choice", {"predictions": logits, "trial_id": trial_id}, {"values": choice, "trial_id": trial_id})
+    for task, (key, source) in TS1_DYNAMIC.items():
+        values = truth[source].values.astype(np.float32)[..., None]  # (N, T, 1)
+        p = np.asarray(pred[key].values, dtype=np.float32)[..., None]
+        both(f"ts1-{task}", {"predictions": p, "trial_id": trial_id}, {"values": values, "trial_id": trial_id},
+             window_s=window)  # fmt: skip
     rate_source = xr.open_zarr(rates, consolidated=False) if rates is not None else pred
     if not np.array_equal(rate_source["trial"].values, trials):
         raise ValueError(f"{rates} and {predictions} hold different trials; export one evaluation's stores")
