@@ -14,7 +14,6 @@ validation metrics, and writes the wall times beside the CPU run's metrics.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import torch
 from neds.data.dataset import load_sessions
 from neds.stages import launch_training
 from neds.train import evaluate, load_model
+
+from benchio import emit_json  # bench/, the folder of this script
 
 
 def settings(path: Path, device: str, epochs: int | None) -> tuple[dict, dict, list[str]]:
@@ -70,10 +71,7 @@ def main():
     res["test_metrics"] = {"this_device": scores(work / "finetune/model.pt", store, args.device),
                            "cpu_run": scores(ft_model, store, args.device)}  # fmt: skip
     res["cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-    print(json.dumps(res, indent=2))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    emit_json(res, args.out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Run:  python bench/train_cuda_check.py --device cuda --out bench/out/train_cuda.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,8 @@ import torch
 from neds.data.dataset import random_trials
 from neds.model.neds import ModelConfig
 from neds.train import TrainConfig, build_model, evaluate, load_model, train
+
+from benchio import emit_json  # bench/, the folder of this script
 
 
 def main():
@@ -56,10 +57,7 @@ def main():
         "test_metrics_random_data": metrics,
         "cuda_max_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
     }
-    print(json.dumps(res, indent=2))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    emit_json(res, args.out)
 
 
 if __name__ == "__main__":
