@@ -14,6 +14,7 @@ validation metrics, and writes the wall times beside the CPU run's metrics.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def main():
     parser.add_argument("--heldout", required=True, help="the held-out session to fine-tune on")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--epochs", type=int, default=None, help="override both stages' epochs (a quick try)")
-    parser.add_argument("--work", default="gpu_stages_work")
+    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "neds_gpu_stages"), help="where the two models are trained")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     run, work = Path(args.run), Path(args.work)
