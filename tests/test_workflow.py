@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import xarray as xr
 
 from neds.config import session_lists, validate_config
-from neds.io.store import is_usable, open_binned
+from neds.io.store import is_usable, open_binned, open_zarr
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +70,7 @@ def test_data_stage_outputs(run):
     # binned counts agree with the simulator's ground truth in expectation
     eid = pretrain[0]
     ds = open_binned(run / "results" / "binned" / f"{eid}.zarr")
-    truth = xr.open_zarr(run / "resources" / "simulated" / "ground_truth" / f"{eid}.zarr", consolidated=False).load()
+    truth = open_zarr(run / "resources" / "simulated" / "ground_truth" / f"{eid}.zarr").load()
     truth_units = {(p, c): i for i, (p, c) in enumerate(zip(truth["probe"].values, truth["cluster_id"].values))}
     idx = [truth_units[(p, c)] for p, c in zip(ds["unit_probe"].values, ds["unit_cluster_id"].values)]
     expected = truth["expected_counts"].values[ds["trial"].values][:, :, idx]
@@ -240,7 +239,7 @@ def test_bwb_export_is_scored_by_the_benchmark_scorer(run, tmp_path):
         key = "trial_id" if task.startswith("ts1") else "window_timestamps"
         assert np.array_equal(pred[key], truth[key])
     # TS3: one row per probed unit, identified by its uuid, one-hot on the Cosmos parent of its probed region
-    emb = xr.open_zarr(work / "results" / "probing" / "finetune" / "embeddings.zarr", consolidated=False)
+    emb = open_zarr(work / "results" / "probing" / "finetune" / "embeddings.zarr")
     pred = load_file(bwb / "predictions" / "neds" / "ts3-unit_cosmos" / "seed_42.safetensors")
     assert decode_ids(pred["entity_ids"]).tolist() == [str(u) for u in emb["unit_uuid"].values]
     assert (pred["pred_proba"].sum(axis=1) == 1).all() and manifest["skipped"] == {}

@@ -39,10 +39,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 from safetensors.numpy import save_file
 
-from neds.io.store import as_str, open_binned
+from neds.io.store import as_str, open_binned, open_zarr
 
 __all__ = [
     "FORMAT_VERSION",
@@ -118,7 +117,7 @@ def export_session(
 
     Returns the written paths.
     """
-    pred = xr.open_zarr(predictions, consolidated=False)
+    pred = open_zarr(predictions)
     data = open_binned(store)
     eid = str(data.attrs["eid"])
     trials = np.asarray(pred["trial"].values, dtype=np.int64)
@@ -147,7 +146,7 @@ def export_session(
         p = np.asarray(pred[key].values, dtype=np.float32)[..., None]
         both(f"ts1-{task}", {"predictions": p, "trial_id": trial_id}, {"values": values, "trial_id": trial_id},
              window_s=window)  # fmt: skip
-    rate_source = xr.open_zarr(rates, consolidated=False) if rates is not None else pred
+    rate_source = open_zarr(rates) if rates is not None else pred
     if not np.array_equal(rate_source["trial"].values, trials):
         raise ValueError(f"{rates} and {predictions} hold different trials; export one evaluation's stores")
     log_rate = np.log(np.clip(np.asarray(rate_source["rate"].values, dtype=np.float64), 1e-12, None)).astype(np.float32)
@@ -165,7 +164,7 @@ def export_regions(embeddings: str | Path, pred_dir: str | Path, gt_dir: str | P
     embeddings : ``results/probing/<target>/embeddings.zarr`` (coords region, unit_uuid; variable
         ``predicted_<features>``)
     """
-    ds = xr.open_zarr(embeddings, consolidated=False)
+    ds = open_zarr(embeddings)
     key = f"predicted_{features}"
     if key not in ds:
         raise ValueError(f"{embeddings} has no {key} (probing was skipped or ran before per-unit predictions were stored); rerun probe_regions")
