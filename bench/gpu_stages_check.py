@@ -22,14 +22,14 @@ import torch
 
 from neds.data.dataset import load_sessions
 from neds.stages import launch_training
-from neds.train import evaluate, load_model
+from neds.train import evaluate, load_checkpoint, load_model
 
 from benchio import emit_json  # bench/, the folder of this script
 
 
 def settings(path: Path, device: str, epochs: int | None) -> tuple[dict, dict, list[str]]:
     """The model and training settings recorded in a checkpoint, the device (and epochs) replaced."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path)
     train_config = dict(ckpt["train_config"], device=device, progress=False)
     if epochs:
         train_config.update(epochs=epochs, val_every=1)
