@@ -20,10 +20,20 @@ import yaml
 
 
 def _load_config(path: str) -> dict:
-    from neds.config import validate_config
+    """The validated config of a YAML file; an empty or non-mapping file is refused rather than
+    silently replaced by the schema's defaults."""
+    from neds.config import ConfigError, validate_config
 
+    if not Path(path).is_file():
+        raise ConfigError(f"config file {path} does not exist; pass --config with a workflow config such as config/config.yaml")
     with open(path) as f:
-        return validate_config(yaml.safe_load(f) or {})
+        config = yaml.safe_load(f)
+    if not isinstance(config, dict) or not config:
+        raise ConfigError(
+            f"config file {path} is empty or not a YAML mapping (it holds {type(config).__name__}); "
+            "give the sections to run, e.g. copy config/config.yaml and edit it"
+        )
+    return validate_config(config)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "read_eid_list",
     "check_no_leakage",
+    "check_no_shared_subjects",
     "session_lists",
     "one_settings",
     "binning_params",
@@ -58,12 +59,44 @@ def read_eid_list(value: str | list[str] | None, key: str, base_dir: Path | None
 
 
 def check_no_leakage(pretrain: list[str], heldout: list[str]) -> None:
-    """Refuse a configuration in which a held-out session is also a pretraining session."""
+    """Refuse a configuration in which a held-out session is also a pretraining session (the
+    animals are compared later, once known: :func:`check_no_shared_subjects`)."""
     overlap = sorted(set(pretrain) & set(heldout))
     if overlap:
         raise ConfigError(
             f"{len(overlap)} held-out session(s) also appear in the pretraining list (e.g. {overlap[0]}): "
             "a held-out animal must never be seen in pretraining; remove it from data.pretrain_eids"
+        )
+
+
+def check_no_shared_subjects(sessions: list[dict]) -> None:
+    """Refuse held-out sessions whose animal is also a pretraining animal.
+
+    sessions : one dict per session with ``eid``, ``role`` ('pretrain' | 'heldout') and
+        ``subject`` (empty or missing when the session could not be read: not checked)
+
+    The session lists name sessions, not animals; the subject is known once a session has been
+    read through ONE, so the workflow checks this when it collects the sessions' status.
+
+    Raises
+    ------
+    ConfigError
+        Naming the subject and both sessions, for the first shared subject (and how many there are).
+    """
+    by_subject: dict[str, dict[str, list[str]]] = {}
+    for s in sessions:
+        subject = str(s.get("subject") or "").strip()
+        if subject and subject.lower() != "nan" and s.get("role") in ("pretrain", "heldout"):
+            by_subject.setdefault(subject, {"pretrain": [], "heldout": []})[s["role"]].append(str(s["eid"]))
+    shared = {k: v for k, v in sorted(by_subject.items()) if v["pretrain"] and v["heldout"]}
+    if shared:
+        subject, roles = next(iter(shared.items()))
+        raise ConfigError(
+            f"{len(shared)} animal(s) are both held out and pretrained on: subject {subject} recorded held-out "
+            f"session {roles['heldout'][0]} and pretraining session {roles['pretrain'][0]}"
+            + (f" (also {', '.join(list(shared)[1:4])})" if len(shared) > 1 else "")
+            + "; a held-out animal must never be seen in pretraining: remove its sessions from data.pretrain_eids "
+            "(or the session from data.heldout_eids)"
         )
 
 

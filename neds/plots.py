@@ -12,6 +12,7 @@ of test trials; R² and bits per spike are dimensionless. Points are sessions un
 
 from __future__ import annotations
 
+import html
 import json
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -574,11 +575,15 @@ def summary_html(summary: pd.DataFrame | str | Path, gain: pd.DataFrame | str | 
     for col in gain.columns:
         if col not in ("metric", "n_sessions"):
             gain[col] = gain[col].map(lambda v, c=col: f"{v:+.1f}" if c == "gain_percent" else f"{v:.3f}")
+    not_scored = [(m, n) for m, n in zip(summary["method"], summary.get("not_scored", [])) if isinstance(n, str) and n]
+    notes = ("<h3>Not scored</h3><p>A target constant on a session's training or test trials says nothing about "
+             "decoding; that session is left out of the metric's mean.</p><ul>"
+             + "".join(f"<li>{html.escape(m)}: {html.escape(n)}</li>" for m, n in not_scored) + "</ul>") if not_scored else ""
     style = ("<style>body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse;margin-bottom:1.5em}"
              "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f0f0f0}</style>")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>{style}</head><body>"
             f"<h2>{title}</h2><p>Held-out sessions, test trials; mean ± s.e.m. over sessions "
-            f"(– where a method does not produce the metric).</p>{''.join(parts)}"
+            f"(– where a method does not produce the metric).</p>{''.join(parts)}{notes}"
             f"<h3>Gain of pretraining over training from scratch (percent of the scratch value)</h3>"
             f"{gain.to_html(index=False, border=0)}</body></html>\n")
 

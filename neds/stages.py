@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neds.config import check_no_shared_subjects
 from neds.data.session import BinningParams, bin_session
 from neds.io.ibl import OneSettings, connect, download_session, load_session
 from neds.io.store import SESSION_COLUMNS, write_table, write_unusable, write_zarr
 
-__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "run_training", "launch_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "run_score_models", "run_summarize_experiment", "run_table1", "oracle_rates", "log_to_file"]
+__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "usable_eids", "run_training", "launch_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "run_score_models", "run_summarize_experiment", "run_table1", "oracle_rates", "log_to_file"]
 
 _log = logging.getLogger(__name__)
 
@@ -54,13 +55,46 @@ def run_bin_session(
 ) -> dict:
     """Load one session through ONE and write its binned Zarr store, dropped table and status.
 
-    An unusable session (e.g. no whisker motion energy, too few trials) still writes all three
-    outputs: an empty store whose attrs give the reason, and a status with ``usable: false``.
-    Bad input (unknown eid, missing or corrupt required dataset) raises.
+    An unusable session still writes all three outputs: an empty store whose attrs give the
+    reason (``write_unusable``), the dropped table (a ``session`` row, and ``probe`` rows for the
+    probes tried) and a status with ``usable: false`` and a one-line reason, so the workflow goes
+    on and ``sessions.tsv`` always describes the current data.
+
+    What is a problem of the session (recorded as unusable, no raise):
+        - ``SessionNotFoundError``: the eid is not in the ONE cache (e.g. not released, or not
+          downloaded);
+        - ``DatasetError``: a required dataset is missing or unreadable: no usable probe (each
+          probe's reason is in the dropped table), no trials object, or trials lacking a field;
+        - what :func:`neds.data.session.bin_session` finds: missing or mostly NaN behaviour, too
+          few trials or units.
+    What is a problem of the configuration or the environment (raises, the job fails):
+        - ``FileNotFoundError`` from :func:`neds.io.ibl.connect`: no ONE cache at
+          ``data.one.cache_dir``;
+        - network errors that outlast the retries (remote mode; Snakemake retries the job);
+        - ``KeyError``: ``binning.align_event`` is not a trials column; ``ValueError`` for
+          invalid binning settings;
+        - any other exception, which is a bug rather than bad data.
     """
+    from neds.data.session import unusable_session
+    from neds.io.ibl import DatasetError, SessionNotFoundError, session_info
+
+    source = source or f"ONE {settings.mode}: {settings.cache_dir}"
     one = connect(settings)
-    raw = load_session(one, eid, settings)
-    result = bin_session(raw, params, source=source or f"ONE {settings.mode}: {settings.cache_dir}")
+    info: dict = {}
+    try:
+        info = session_info(one, eid)
+        raw = load_session(one, eid, settings, max_behaviour_gap_s=params.max_behaviour_gap_s)
+    except (SessionNotFoundError, DatasetError) as exc:
+        result = unusable_session(
+            eid,
+            str(exc),
+            source=source,
+            subject=info.get("subject", ""),
+            lab=info.get("lab", ""),
+            probes_dropped=getattr(exc, "probes_dropped", None),
+        )
+    else:
+        result = bin_session(raw, params, source=source)
     if result.dataset is None:
         _log.warning("session %s is unusable: %s", eid, result.status["reason"])
         write_unusable(out_zarr, result.status)
@@ -75,9 +109,27 @@ def run_bin_session(
 
 
 def run_download_session(eid: str, settings: OneSettings, out_json: str | Path) -> dict:
-    """Download a session into the ONE cache (remote mode) and write a summary JSON."""
+    """Download a session into the ONE cache (remote mode) and write a summary JSON.
+
+    A session that cannot be used (``SessionNotFoundError``, ``DatasetError``: see
+    :func:`run_bin_session`) writes a summary with ``usable: false`` and the one-line reason
+    instead of failing the job; ``bin_session`` then records it as unusable. Network errors that
+    outlast the retries and a missing cache folder still raise.
+    """
+    from neds.io.ibl import DatasetError, SessionNotFoundError, one_line
+
     one = connect(settings)
-    summary = download_session(one, eid, settings)
+    try:
+        summary = download_session(one, eid, settings)
+    except (SessionNotFoundError, DatasetError) as exc:
+        _log.warning("session %s cannot be used: %s", eid, one_line(exc))
+        summary = {
+            "eid": eid,
+            "usable": False,
+            "reason": one_line(exc),
+            "revision": settings.revision,
+            "probes_dropped": getattr(exc, "probes_dropped", {}),
+        }
     _write_json(summary, out_json)
     return summary
 
@@ -100,7 +152,10 @@ def run_summarize_sessions(
     for col in SESSION_COLUMNS:
         if col not in table:
             table[col] = ""
+    check_no_shared_subjects(rows)
     table = table[list(SESSION_COLUMNS)]
+    for col in table.columns[table.dtypes == object]:  # one row per session, whatever a reason holds
+        table[col] = table[col].map(lambda v: " ".join(v.split()) if isinstance(v, str) else v)
     write_table(table, out_tsv)
     bad = table.loc[~table["usable"].astype(bool)]
     if require_all_usable and len(bad):
@@ -110,6 +165,29 @@ def run_summarize_sessions(
             "Remove them from the session lists, or set data.require_all_usable: false to skip them"
         )
     return table
+
+
+def usable_eids(sessions_tsv: str | Path, role: str) -> list[str]:
+    """The usable sessions of a role ('pretrain' | 'heldout') in ``sessions.tsv``, in its order.
+
+    Raises
+    ------
+    ValueError
+        If none is usable, listing every session of the role with its reason: nothing downstream
+        (pretraining, fine-tuning, evaluation) can run, so the run stops here, not later.
+    """
+    table = pd.read_csv(sessions_tsv, sep="\t", keep_default_na=False)
+    mine = table.loc[table["role"] == role]
+    usable = mine.loc[mine["usable"].astype(str).str.lower() == "true", "eid"].tolist()
+    if not usable:
+        listed = "; ".join(f"{r.eid}: {r.reason}" for r in mine.itertuples()) or "none listed"
+        what = "held-out" if role == "heldout" else "pretraining"
+        raise ValueError(
+            f"no usable {what} session in {sessions_tsv} ({listed}); the run cannot continue: list "
+            f"{what} sessions that have the required datasets (data.{role}_eids, or the simulation's "
+            "missing_datasets), then rerun"
+        )
+    return usable
 
 
 def run_training(
@@ -127,11 +205,18 @@ def run_training(
         from ``pretrained``, new session-specific layers), 'scratch' (multimodal, random init),
         'encoding' or 'decoding' (the unimodal models, random init).
     stores : binned Zarr stores; their order is the model's session vocabulary
+
+    The stores are verified as they are read (:func:`neds.io.store.open_binned`). The run is keyed
+    to its inputs (:func:`neds.train.run_fingerprint`): the stores' content fingerprints (their
+    data, splits and units) and binning settings in vocabulary order, the stage, the pretrained
+    checkpoint's identity, and (added by :func:`neds.train.train`) the model and training settings
+    and the code version. A checkpoint of other inputs is not resumed: training starts over.
     """
     import torch
 
     from neds.data.dataset import load_sessions
-    from neds.train import TrainConfig, build_model, init_shared_from, train
+    from neds.io.store import open_zarr, store_fingerprint
+    from neds.train import TrainConfig, build_model, checkpoint_identity, init_shared_from, train
 
     modes = {"pretrain": "multimodal", "finetune": "multimodal", "scratch": "multimodal", "encoding": "encoding", "decoding": "decoding"}
     if stage not in modes:
@@ -145,10 +230,16 @@ def run_training(
     torch.manual_seed(tcfg.seed)  # the initial weights, like every later draw, come from training.seed
     model = build_model(model_config, data.n_units, modes[stage])
     extra = {"stage": stage, "stores": [str(s) for s in stores]}
+    inputs = {
+        "stores": [store_fingerprint(s) for s in stores],
+        "binning": [open_zarr(s).attrs.get("binning") for s in stores],
+        "stage": stage,
+        "pretrained": checkpoint_identity(pretrained) if pretrained is not None else None,
+    }
     if pretrained is not None:
         init_shared_from(model, pretrained)
         extra["pretrained"] = str(pretrained)
-    summary = train(model, data, tcfg, out_dir, extra=extra)
+    summary = train(model, data, tcfg, out_dir, extra=extra, inputs=inputs)
     _log.info("%s: best epoch %s, validation %s", stage, summary.get("best_epoch"), summary.get("best_val"))
     return summary
 

@@ -8,10 +8,19 @@ on CUDA and data-parallel training over several processes started by ``torchrun`
 Reproducibility: the data order, the masks and the dropout draws of epoch ``e`` on rank ``r``
 come from generators seeded with ``(seed, e, r)``, so an interrupted run resumed from its last
 checkpoint makes exactly the draws an uninterrupted run makes.
+
+Resumption is keyed to the run's inputs: every checkpoint holds the run's fingerprint
+(``ckpt["inputs"]``, :func:`run_fingerprint`: the data, the settings, the mode, the pretrained
+weights and the code version). A checkpoint of other inputs is discarded with a warning naming
+what differs, and the run starts from scratch; a finished run started again rewrites its outputs.
+
+Training refuses non-finite data before the first step and stops at the first non-finite loss
+(:class:`NonFiniteLossError`); no checkpoint or ``model.pt`` is written from non-finite weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -32,6 +41,8 @@ from neds.model.masking import SCHEMES, draw_masks
 from neds.model.neds import LOSS_PARTS, NEDS, ModelConfig, model_summary
 
 __all__ = [
+    "NonFiniteDataError",
+    "NonFiniteLossError",
     "TrainConfig",
     "train",
     "evaluate",
@@ -43,6 +54,10 @@ __all__ = [
     "resolve_device",
     "setup_distributed",
     "MODE_SCHEMES",
+    "code_version",
+    "data_fingerprint",
+    "checkpoint_identity",
+    "run_fingerprint",
 ]
 
 _log = logging.getLogger(__name__)
@@ -51,6 +66,19 @@ MODE_SCHEMES = {"multimodal": SCHEMES, "encoding": ("neural",), "decoding": ("be
 CHECKPOINT_DIR = "checkpoints"
 KEEP = ("best", "last")
 _VAL_NAMES = {"bps_unit_mean": "bps"}  # history keys of the selection metrics (val_bps, val_choice_acc, ...)
+OUTPUTS = ("model.pt", "history.jsonl", "summary.json")
+# training settings that cannot change the weights, left out of the run's fingerprint
+_UNFINGERPRINTED = ("progress",)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training step gave a non-finite loss (or left non-finite weights); training stops and no
+    checkpoint or model is written from that state. The message names the epoch, the step, the
+    modalities and the sessions of the batch."""
+
+
+class NonFiniteDataError(ValueError):
+    """The training data hold NaN or infinite values (named by tensor and session)."""
 
 
 @dataclass
@@ -220,10 +248,16 @@ def evaluate(model: NEDS, data: TrialData, split: str = "val", device=None, batc
         for key in SELECTION_KEYS:
             if key in row:
                 res.setdefault(_VAL_NAMES.get(key, key), []).append(row[key])
-    metrics = {k: float(np.nanmean(v)) for k, v in res.items()}
-    metrics["score"] = float(np.nanmean(list(metrics.values())))
+    metrics = {k: _finite_mean(v) for k, v in res.items()}  # a target unscorable everywhere stays NaN
+    metrics["score"] = _finite_mean(list(metrics.values()))
     model.train(was_training)
     return metrics
+
+
+def _finite_mean(values: list[float]) -> float:
+    """Mean of the finite values (NaN if there are none): a metric a session could not score is left out."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 # ---------------------------------------------------------------------------------------- checkpoints
@@ -247,6 +281,96 @@ def _rng_states() -> dict:
     return states
 
 
+# ---------------------------------------------------------------------------------------- fingerprints
+def _tensor_bytes(t: torch.Tensor) -> np.ndarray:
+    """The raw bytes of a tensor (any dtype, bfloat16 included), on the CPU."""
+    return t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
+
+
+def code_version() -> str:
+    """The version of the code that defines a trained model: ``neds.__version__`` and a SHA-256 of
+    the source of ``neds/model/*.py`` and ``neds/train.py``."""
+    import neds.model
+
+    h = hashlib.sha256(__version__.encode())
+    for f in [*sorted(Path(neds.model.__file__).parent.glob("*.py")), Path(__file__)]:
+        h.update(f"{f.parent.name}/{f.name}\n".encode())
+        h.update(f.read_bytes())
+    return f"{__version__}+sha256:{h.hexdigest()}"
+
+
+def data_fingerprint(data: TrialData) -> str:
+    """SHA-256 of a :class:`~neds.data.dataset.TrialData` (sessions, units, every tensor and the
+    split): what a run trained on data built in memory is keyed to."""
+    h = hashlib.sha256(json.dumps({"eids": list(data.eids), "n_units": [int(n) for n in data.n_units]}).encode())
+    for name in ("spikes", "wheel", "whisker", "choice", "block", "session", "trial"):
+        t = getattr(data, name)
+        h.update(f"{name}:{t.dtype}:{list(t.shape)}\n".encode())
+        h.update(_tensor_bytes(t))
+    h.update("\n".join(map(str, data.split)).encode())
+    return h.hexdigest()
+
+
+def checkpoint_identity(path: str | Path) -> str:
+    """The identity of a checkpoint's weights: SHA-256 of the run fingerprint it records and of
+    its model state (names, dtypes, shapes, values); the same weights rewritten are the same."""
+    ckpt = load_checkpoint(path)
+    h = hashlib.sha256(str((ckpt.get("inputs") or {}).get("digest")).encode())
+    for name in sorted(ckpt["model_state"]):
+        t = ckpt["model_state"][name]
+        h.update(f"{name}:{t.dtype}:{list(t.shape)}\n".encode())
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()
+
+
+def run_fingerprint(parts: dict) -> dict:
+    """``{"digest": SHA-256 of the parts as canonical JSON, "parts": parts}``: what a run is trained
+    on (stored in every checkpoint as ``ckpt["inputs"]`` and in summary.json as ``inputs``)."""
+    parts = json.loads(json.dumps(parts, sort_keys=True, default=str))
+    return {"digest": hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest(), "parts": parts}
+
+
+def _differing_parts(recorded: dict | None, current: dict) -> list[str]:
+    """Names of the fingerprint parts in which a checkpoint's run differs from this one."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("parts"), dict):
+        return ["all (the checkpoint has no input fingerprint: written by an older version of neds)"]
+    old, new = recorded["parts"], current["parts"]
+    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if not differ and recorded.get("digest") != current["digest"]:
+        differ = ["digest"]
+    return differ
+
+
+def _nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict holding NaN or inf (one device sync)."""
+    names = [k for k, t in state.items() if torch.is_tensor(t) and t.is_floating_point()]
+    if not names:
+        return []
+    device = state[names[0]].device
+    finite = torch.stack([torch.isfinite(state[k]).all().to(device) for k in names]).tolist()
+    return [k for k, ok in zip(names, finite) if not ok]
+
+
+def _check_data(data: TrialData) -> None:
+    """Raise :class:`NonFiniteDataError` if a float tensor of the data holds NaN or inf."""
+    problems = []
+    for name in ("spikes", "wheel", "whisker"):
+        t = getattr(data, name)
+        if not t.is_floating_point():
+            continue  # integer counts are finite
+        bad = ~torch.isfinite(t)
+        if bad.any():
+            rows = bad.reshape(len(t), -1).any(1)
+            eids = sorted({data.eids[s] for s in data.session[rows].unique().tolist()})
+            problems.append(f"{name}: {int(bad.sum())} value(s) in session(s) {', '.join(eids)}")
+    if problems:
+        raise NonFiniteDataError(
+            f"the training data hold non-finite values ({'; '.join(problems)}); nothing was trained. Check the "
+            "binned stores of those sessions (neds.io.store.open_binned verifies them; re-run bin_session for "
+            "any it rejects) or, for data built in memory, the code that made them"
+        )
+
+
 # ---------------------------------------------------------------------------------------- training
 def train(
     model: NEDS,
@@ -256,28 +380,49 @@ def train(
     resume: bool = True,
     stop_after_epoch: int | None = None,
     extra: dict | None = None,
+    inputs: dict | None = None,
 ) -> dict:
     """Train ``model`` on the train split of ``data``; write checkpoints, history and summary.
 
     Files in ``out_dir``: ``model.pt`` (the best checkpoint by validation score, or the last one
     with ``tcfg.keep == 'last'``), ``history.jsonl``
     (one line per epoch: loss parts, learning rate and, every ``val_every`` epochs, the validation
-    metrics), ``summary.json`` (written last: best epoch and metrics, sizes, timing), and
-    ``checkpoints/last.pt`` / ``checkpoints/best.pt``, from which an interrupted run resumes.
+    metrics), ``summary.json`` (written last: best epoch and metrics, sizes, timing, the run's
+    input fingerprint), and ``checkpoints/last.pt`` / ``checkpoints/best.pt``, from which an
+    interrupted run resumes.
+
+    Every checkpoint records the run's fingerprint (``ckpt["inputs"]``, :func:`run_fingerprint`)
+    over ``inputs`` (or, without them, :func:`data_fingerprint` of ``data``), the session
+    vocabulary, the model config, the training settings, the mode and :func:`code_version`.
+    ``checkpoints/last.pt`` is resumed only if its fingerprint is this run's; otherwise a warning
+    names the parts that differ, the stale checkpoints and outputs are removed and the run starts
+    from its initial weights. A run whose ``last.pt`` is already at the final epoch trains no
+    further and rewrites ``model.pt``, ``history.jsonl`` and ``summary.json``.
 
     Parameters
     ----------
-    model : NEDS whose session vocabulary is ``data.eids``
+    model : NEDS whose session vocabulary is ``data.eids``, in its initial state
     data : TrialData
     tcfg : TrainConfig
     out_dir : output folder
-    resume : continue from ``checkpoints/last.pt`` if it exists (and matches)
+    resume : continue from ``checkpoints/last.pt`` if it exists and matches this run
     stop_after_epoch : stop after this epoch as if the process were killed (tests, time limits)
     extra : JSON-able provenance stored in checkpoints and summary (e.g. the pretrained checkpoint)
+    inputs : JSON-able description of what the data are (e.g. the stores' content fingerprints,
+        the binning settings, the stage, the pretrained weights' identity), the same on every
+        rank; None: the data's own fingerprint
 
     Returns
     -------
     dict, the summary
+
+    Raises
+    ------
+    NonFiniteDataError
+        If the data hold NaN or inf (before any step).
+    NonFiniteLossError
+        At the first step whose loss or a loss part is not finite, or if the weights to be saved
+        are not finite; nothing is saved from that state.
     """
     import time
 
@@ -289,6 +434,7 @@ def train(
     rank, world = setup_distributed(device)
     if len(model.n_units) != len(data.eids) or model.n_units.tolist() != list(data.n_units):
         raise ValueError("the model's session vocabulary does not match the data (units per session differ)")
+    _check_data(data)
     schemes = tcfg.schemes or MODE_SCHEMES[model.mode]
     if tcfg.batch_size % world:
         raise ValueError(f"batch_size {tcfg.batch_size} must be divisible by the number of processes {world}")
@@ -322,20 +468,45 @@ def train(
         cycle_momentum=False,
     )
     vocab = {"eids": list(data.eids), "n_units": list(data.n_units)}
+    fingerprint = run_fingerprint({
+        **(inputs if inputs is not None else {"data": data_fingerprint(data)}),
+        "vocab": vocab,
+        "model_config": asdict(model.cfg),
+        "train_config": {k: v for k, v in asdict(tcfg).items() if k not in _UNFINGERPRINTED},
+        "mode": model.mode,
+        "code": code_version(),
+    })  # fmt: skip
     state = {"epoch": 0, "step": 0, "best_score": -math.inf, "best_epoch": -1, "history": [], "seconds": 0.0}
     last = ckpt_dir / "last.pt"
+    resumed = False
     if resume and last.exists():
-        ckpt = load_checkpoint(last, map_location=device)
-        if ckpt["vocab"] != vocab or ckpt["train_config"] != asdict(tcfg) or ckpt["mode"] != model.mode:
-            raise ValueError(
-                f"{last} belongs to a different run (sessions, settings or mode differ); delete {ckpt_dir} to start over"
-            )
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        scheduler.load_state_dict(ckpt["scheduler_state"])
-        state = ckpt["state"]
-        if rank == 0:
-            _log.info("resuming %s from epoch %d", out_dir, state["epoch"])
+        try:
+            ckpt = load_checkpoint(last, map_location=device)
+            differ = _differing_parts(ckpt.get("inputs"), fingerprint)
+            why = f"inputs that differ: {', '.join(differ)}"
+        except ValueError as exc:
+            ckpt, differ, why = None, ["unreadable"], f"it cannot be read: {exc}"
+        if not differ:
+            model.load_state_dict(ckpt["model_state"])
+            optimizer.load_state_dict(ckpt["optimizer_state"])
+            scheduler.load_state_dict(ckpt["scheduler_state"])
+            state = ckpt["state"]
+            resumed = True
+            if rank == 0 and state["epoch"] >= tcfg.epochs:
+                _log.info("%s finished all %d epochs with these inputs; rewriting its outputs", out_dir, tcfg.epochs)
+            elif rank == 0:
+                _log.info("resuming %s from epoch %d of %d", out_dir, state["epoch"], tcfg.epochs)
+        elif rank == 0:
+            _log.warning(
+                "%s is not a checkpoint of this run (%s); training %s from scratch and removing its stale "
+                "checkpoints and outputs", last, why, out_dir,
+            )  # fmt: skip
+        del ckpt
+    if world > 1:
+        dist.barrier()  # every rank has read last.pt before rank 0 removes it
+    if not resumed and rank == 0:
+        for stale in [*(ckpt_dir / f"{k}.pt" for k in KEEP), *(out_dir / name for name in OUTPUTS)]:
+            stale.unlink(missing_ok=True)
 
     net = model
     if world > 1:
@@ -343,9 +514,17 @@ def train(
     use_bf16 = tcfg.bf16 and device.type == "cuda"
 
     def checkpoint(path: Path) -> None:
+        model_state = model.state_dict()
+        bad = _nonfinite_tensors(model_state)
+        if bad:
+            raise NonFiniteLossError(
+                f"after epoch {state['epoch']} the weights {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} are not "
+                f"finite although every loss was (an overflowing update); {path} is not written. Lower "
+                f"training.max_lr (now {tcfg.max_lr}) or training.grad_clip (now {tcfg.grad_clip}) and rerun"
+            )
         _atomic_save(
             {
-                "model_state": model.state_dict(),
+                "model_state": model_state,
                 "optimizer_state": optimizer.state_dict(),
                 "scheduler_state": scheduler.state_dict(),
                 "rng_state": _rng_states(),
@@ -355,10 +534,37 @@ def train(
                 "mode": model.mode,
                 "vocab": vocab,
                 "neds_version": __version__,
+                "inputs": fingerprint,
                 "extra": extra or {},
             },
             path,
         )
+
+    def check_loss(
+        loss: torch.Tensor, parts: dict[str, torch.Tensor], grad_norm: torch.Tensor | None, epoch: int, step: int,
+        chunk: torch.Tensor,
+    ) -> list[float]:
+        """The loss and its parts as floats (one device sync); raises if any of them, or the
+        gradient norm, is not finite on any rank."""
+        names = ["total", *parts] + (["gradient"] if grad_norm is not None else [])
+        extra_values = [grad_norm.detach().float()] if grad_norm is not None else []
+        values = torch.stack([loss.detach().float(), *(v.detach().float() for v in parts.values()), *extra_values])
+        bad = (~torch.isfinite(values)).float()
+        if world > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)  # every rank stops at the same step
+        out, flags = values.tolist(), bad.tolist()
+        if any(flags):
+            which = [n for n, f in zip(names, flags) if f]
+            eids = sorted({data.eids[s] for s in data.session[chunk].unique().tolist()})
+            raise NonFiniteLossError(
+                f"non-finite training loss at epoch {epoch + 1}, step {step + 1} of {steps_per_epoch} (global step "
+                f"{state['step']}): {', '.join(which)} (modalities "
+                f"{', '.join(n for n in which if n not in ('total', 'gradient')) or 'none'}"
+                f"); the batch held trials of session(s) {', '.join(eids)}. Nothing is saved from this state. Check "
+                "those sessions' binned stores (neds.io.store.open_binned verifies them; re-run bin_session for any it "
+                f"rejects) or lower training.max_lr (now {tcfg.max_lr}), then rerun"
+            )
+        return out
 
     bar = tqdm(
         total=tcfg.epochs, initial=state["epoch"], desc=f"train {out_dir.name}", disable=not tcfg.progress or rank != 0,
@@ -381,14 +587,14 @@ def train(
             loss, parts = model.loss(out, batch, masks, tcfg.loss_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if tcfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip else None
             optimizer.step()
             scheduler.step()
             state["step"] += 1
-            sums["loss"] = sums.get("loss", 0.0) + loss.item()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
+            values = check_loss(loss, parts, grad_norm, epoch, step, chunk)
+            sums["loss"] = sums.get("loss", 0.0) + values[0]
+            for k, v in zip(parts, values[1 : 1 + len(parts)]):
+                sums[k] = sums.get(k, 0.0) + v
         record = {"epoch": epoch + 1, "step": state["step"], "lr": scheduler.get_last_lr()[0]}
         record.update({f"train_{k}": v / steps_per_epoch for k, v in sums.items()})
         state["seconds"] += time.perf_counter() - t0
@@ -430,10 +636,35 @@ def train(
         "train_config": asdict(tcfg),
         "vocab": vocab,
         "neds_version": __version__,
+        "inputs": fingerprint,
         "extra": extra or {},
     }
     if rank == 0:
-        shutil.copyfile(ckpt_dir / f"{tcfg.keep}.pt", out_dir / ".model.pt.tmp")
-        os.replace(out_dir / ".model.pt.tmp", out_dir / "model.pt")
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        _write_outputs(out_dir, ckpt_dir / f"{tcfg.keep}.pt", fingerprint, state["history"], summary)
     return summary
+
+
+def _write_outputs(out_dir: Path, kept: Path, fingerprint: dict, history: list[dict], summary: dict) -> None:
+    """Write history.jsonl, model.pt (a copy of the kept checkpoint, once it is checked to be this
+    run's and finite) and, last, summary.json."""
+    _write_history(out_dir / "history.jsonl", history)
+    if not kept.exists():
+        raise RuntimeError(
+            f"{kept} does not exist: no validation score of this run was finite, so no best checkpoint was kept; "
+            f"check history.jsonl in {out_dir}, or keep the last checkpoint (training.keep: last)"
+        )
+    ckpt = load_checkpoint(kept)
+    if (ckpt.get("inputs") or {}).get("digest") != fingerprint["digest"]:
+        raise RuntimeError(
+            f"{kept} was not written by this run (its input fingerprint differs); delete {kept.parent} and rerun"
+        )
+    bad = _nonfinite_tensors(ckpt["model_state"])
+    if bad:
+        raise NonFiniteLossError(f"{kept} holds non-finite weights ({', '.join(bad[:5])}); model.pt is not written. "
+                                 f"Delete {kept.parent} and rerun with a lower training.max_lr")  # fmt: skip
+    del ckpt
+    shutil.copyfile(kept, out_dir / ".model.pt.tmp")
+    os.replace(out_dir / ".model.pt.tmp", out_dir / "model.pt")
+    tmp = out_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    os.replace(tmp, out_dir / "summary.json")

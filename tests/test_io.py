@@ -85,11 +85,16 @@ def test_corrupt_or_missing_alf_file_is_named(sim, tmp_path, dataset):
     shutil.copytree(sim / "one_cache", copy)
     settings = OneSettings(mode="local", cache_dir=str(copy))
     eid = session_eids(SIM.seed, 2)[0]
-    target = next(copy.rglob(dataset))
-    target.write_bytes(b"not a numpy file")
+    # every probe's copy: a probe with corrupt spike sorting is left out, the session fails only
+    # when no probe is left (tests/test_session_faults.py covers the one-bad-probe case)
+    targets = sorted(connect(settings).eid2path(eid).rglob(dataset))
+    assert targets
+    for target in targets:
+        target.write_bytes(b"not a numpy file")
     with pytest.raises(DatasetError, match="corrupt"):
         load_session(connect(settings), eid, settings)
-    target.unlink()
+    for target in targets:
+        target.unlink()
     with pytest.raises(DatasetError):
         load_session(connect(settings), eid, settings)
 
@@ -110,7 +115,11 @@ def test_bin_session_and_zarr_round_trip(raw, tmp_path):
     path = tmp_path / "s.zarr"
     write_zarr(ds, path)
     back = open_binned(path)
+    back.attrs.pop("fingerprint", None)  # the content checksum write_zarr adds
     xr.testing.assert_identical(back, ds)
+    # provenance of what was read
+    assert ds.attrs["subject"] == "SIM-000" and ds.attrs["lab"]
+    assert [p["collection"] for p in ds.attrs["spike_sorting"]] == ["alf/probe00/pykilosort", "alf/probe01/pykilosort"]
     assert back["spikes"].dtype == np.uint16
     # the threshold is a config value: a higher one keeps fewer units
     fewer = bin_session(raw, BinningParams(min_firing_rate_hz=8.0)).dataset

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 
@@ -350,3 +350,86 @@ def test_command_line_lists_sessions():
     assert proc.returncode == 0, proc.stderr
     roles = [line.split("\t")[1] for line in proc.stdout.splitlines()]
     assert roles == ["pretrain"] * 4 + ["heldout"] * 2
+
+
+@pytest.mark.slow
+def test_no_usable_heldout_session_stops_the_run_early(tmp_path):
+    """Both held-out sessions lack whisker motion energy: the run stops right after
+    summarize_sessions with every held-out session's reason, before any training."""
+    import yaml
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    tiny = yaml.safe_load((ROOT / "tests" / "config" / "tiny.yaml").read_text())
+    tiny["simulation"]["missing_datasets"] = [{"session": 2, "datasets": ["motion_energy"]}, {"session": 3, "datasets": ["motion_energy"]}]
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(tiny))
+    proc = snakemake(tmp_path, "--cores", "2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "no usable held-out session" in out and "no whisker motion energy" in out
+    assert (tmp_path / "results" / "binned" / "sessions.tsv").exists()
+    assert not (tmp_path / "results" / "models").exists()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
+    """The workflow killed (SIGKILL to Snakemake and its jobs) while pretraining: `--unlock` and the
+    same command finish it from the job's last checkpoint (rerun-incomplete comes from the workflow
+    profile), with the weights of an uninterrupted run. The finished job forced again rewrites its
+    outputs; a new split re-bins the sessions and pretraining starts over and completes."""
+    import signal
+    import time
+
+    import yaml
+
+    from neds.train import load_model
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    tiny = yaml.safe_load((ROOT / "tests" / "config" / "tiny.yaml").read_text())
+    tiny["training"]["pretrain"]["epochs"] = 30
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(tiny))
+    target = "results/models/pretrain/summary.json"
+    models = tmp_path / "results" / "models" / "pretrain"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(tmp_path), "--cores", "1"]
+    proc = subprocess.Popen([*cmd, target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:  # kill it between two epochs' checkpoints
+        history = models / "history.jsonl"
+        if history.exists() and 2 <= len(history.read_text().splitlines()) < 25:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-training"
+    assert not (models / "summary.json").exists()
+
+    assert snakemake(tmp_path, "--unlock").returncode == 0
+    done = snakemake(tmp_path, "--cores", "1", target)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming" in (tmp_path / "logs" / "pretrain_model.log").read_text()
+    assert len((models / "history.jsonl").read_text().splitlines()) == 30
+    resumed = load_model(models / "model.pt")[0].state_dict()
+
+    ref = subprocess.run([sys.executable, "-m", "neds", "--config", str(tmp_path / "config" / "config.yaml"), "train", "--stage", "pretrain",
+                          "--binned", str(tmp_path / "results" / "binned"), "--models", str(tmp_path / "reference")],
+                         capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    uninterrupted = load_model(tmp_path / "reference" / "pretrain" / "model.pt")[0].state_dict()
+    for name, value in uninterrupted.items():
+        assert torch.equal(resumed[name], value), name
+
+    forced = snakemake(tmp_path, "--cores", "1", "--forcerun", "pretrain_model", target)
+    assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
+    assert len((models / "history.jsonl").read_text().splitlines()) == 30
+    for name, value in load_model(models / "model.pt")[0].state_dict().items():
+        assert torch.equal(resumed[name], value), name
+
+    tiny["binning"]["split_seed"] = 7
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(tiny))
+    changed = snakemake(tmp_path, "--cores", "1", target)
+    assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
+    log = (tmp_path / "logs" / "pretrain_model.log").read_text()
+    assert "differ" in log and "resuming" not in log
+    assert json.loads((models / "summary.json").read_text())["epochs"] == 30
+    assert len((models / "history.jsonl").read_text().splitlines()) == 30
+    retrained = load_model(models / "model.pt")[0].state_dict()
+    assert any(not torch.equal(retrained[name], value) for name, value in resumed.items())

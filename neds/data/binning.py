@@ -7,9 +7,21 @@ trials or units. Bins are half-open, ``[edge_j, edge_{j+1})``, and the edges of 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-__all__ = ["bin_edges", "bin_centres", "bin_spikes", "sample_behaviour", "n_bins_for", "is_sorted"]
+__all__ = [
+    "bin_edges",
+    "bin_centres",
+    "bin_spikes",
+    "sample_behaviour",
+    "n_bins_for",
+    "is_sorted",
+    "split_at_gaps",
+    "join_segments",
+    "TraceGaps",
+]
 
 # Upper bound on the cells (trials x bins x units) of one bincount pass: 2 MiB of int64 scratch.
 # Small, equal-sized passes stay in cache and let malloc reuse the same blocks; passes of tens of
@@ -201,3 +213,118 @@ def sample_behaviour(
     out = np.interp(query, times, values)  # NaN neighbours propagate to NaN
     out[(query < times[0]) | (query > times[-1]) | ~np.isfinite(query)] = np.nan
     return out
+
+
+@dataclass
+class TraceGaps:
+    """The NaN stretches of one raw behaviour trace, as :func:`split_at_gaps` treated them.
+
+    filled : (start, stop) s of each stretch no longer than the limit, bridged linearly
+    kept : (start, stop) s of each longer stretch, left as a gap (NaN); a stretch before the
+        first or after the last valid sample has an open end (-inf / inf)
+    n_invalid : number of NaN samples (NaN value or NaN time)
+    too_short : (start, stop) s of each run of valid samples between gaps that was too short
+        for what is computed from it (e.g. the wheel velocity filter) and is left out too
+    """
+
+    max_gap_s: float
+    filled: list[tuple[float, float]] = field(default_factory=list)
+    kept: list[tuple[float, float]] = field(default_factory=list)
+    n_invalid: int = 0
+    too_short: list[tuple[float, float]] = field(default_factory=list)
+
+    def note(self) -> str:
+        """One line for the session status ('' when the trace has no NaN)."""
+        if not self.n_invalid and not self.too_short:
+            return ""
+        parts = [f"{self.n_invalid} NaN samples"] if self.n_invalid else []
+        if self.filled:
+            parts.append(f"{len(self.filled)} stretch(es) <= {self.max_gap_s:g} s interpolated")
+        if self.kept:
+            finite = [(a, b) for a, b in self.kept if np.isfinite(a) and np.isfinite(b)]
+            total = sum(b - a for a, b in finite)
+            edges = len(self.kept) - len(finite)
+            text = f"{len(self.kept)} longer stretch(es) left as gaps"
+            if finite:
+                text += f" ({total:.3g} s in all"
+                text += f", plus {edges} at the ends of the recording)" if edges else ")"
+            elif edges:
+                text += " (at the ends of the recording)"
+            parts.append(text)
+        if self.too_short:
+            parts.append(f"{len(self.too_short)} valid run(s) between gaps too short to use, left out")
+        return ", ".join(parts)
+
+
+def split_at_gaps(times: np.ndarray, values: np.ndarray, max_gap_s: float) -> tuple[list[np.ndarray], TraceGaps]:
+    """Split a raw behaviour trace into runs of valid samples at its long NaN stretches.
+
+    A sample is invalid when its time or its value is NaN (or infinite). A stretch of invalid
+    samples spans the time between the valid samples on either side of it. A stretch no longer
+    than ``max_gap_s`` is bridged: its samples are left out and the two neighbours stay in one
+    segment, so linear interpolation fills it. A longer stretch ends one segment and starts the
+    next, so that whatever is computed from the trace (a filtered velocity, samples at bin
+    centres) stays NaN over it and does not reach the valid samples around it. Intervals between
+    two valid samples with no invalid sample in between are not gaps, however long: they are
+    what the recording holds (e.g. a still wheel emits no encoder events).
+
+    Parameters
+    ----------
+    times : (M,) float, s, in recorded order (ascending apart from NaN)
+    values : (M,) float
+    max_gap_s : float, s; 0 splits at every NaN stretch
+
+    Returns
+    -------
+    segments : list of int arrays, the indices of the valid samples of each segment, in order
+    gaps : :class:`TraceGaps`
+    """
+    times = np.asarray(times, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if times.shape != values.shape or times.ndim != 1:
+        raise ValueError(f"times {times.shape} and values {values.shape} must be 1-D, equal length")
+    if not max_gap_s >= 0:
+        raise ValueError(f"max_gap_s={max_gap_s} must be >= 0; set binning.max_behaviour_gap_s")
+    valid = np.isfinite(times) & np.isfinite(values)
+    gaps = TraceGaps(max_gap_s=float(max_gap_s), n_invalid=int((~valid).sum()))
+    idx = np.flatnonzero(valid)
+    if idx.size == 0:
+        if times.size:
+            gaps.kept.append((-np.inf, np.inf))
+        return [], gaps
+    if idx[0] > 0:
+        gaps.kept.append((-np.inf, float(times[idx[0]])))
+    if idx[-1] < times.size - 1:
+        gaps.kept.append((float(times[idx[-1]]), np.inf))
+    # pairs of consecutive valid samples with invalid samples between them
+    holes = np.flatnonzero(np.diff(idx) > 1)
+    start, stop = times[idx[holes]], times[idx[holes + 1]]
+    long = (stop - start) > max_gap_s
+    gaps.filled += [(float(a), float(b)) for a, b in zip(start[~long], stop[~long])]
+    gaps.kept += [(float(a), float(b)) for a, b in zip(start[long], stop[long])]
+    gaps.kept.sort()
+    segments = np.split(idx, holes[long] + 1)
+    return segments, gaps
+
+
+def join_segments(times: list[np.ndarray], values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate trace segments with one NaN sample between consecutive segments.
+
+    The NaN sample sits half-way between the end of one segment and the start of the next, so
+    :func:`sample_behaviour` gives NaN at every bin centre between two segments.
+    """
+    out_t: list[np.ndarray] = []
+    out_v: list[np.ndarray] = []
+    for t, v in zip(times, values):
+        t = np.asarray(t, dtype=np.float64)
+        v = np.asarray(v, dtype=np.float64)
+        if not t.size:
+            continue
+        if out_t:
+            out_t.append(np.array([0.5 * (out_t[-1][-1] + t[0])]))
+            out_v.append(np.array([np.nan]))
+        out_t.append(t)
+        out_v.append(v)
+    if not out_t:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(out_t), np.concatenate(out_v)

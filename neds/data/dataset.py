@@ -76,10 +76,20 @@ class TrialData:
 def load_sessions(paths: list[str | Path], eids: list[str] | None = None) -> TrialData:
     """Read binned Zarr stores (one per session) into one :class:`TrialData`.
 
+    Every store is verified as it is read (:func:`neds.io.store.open_binned`): its values must
+    match the content fingerprint recorded when it was written and lie in their valid ranges.
+
     Parameters
     ----------
     paths : stores written by ``bin_session``; the order defines the session vocabulary
     eids : expected session ids, checked against the stores' attrs (optional)
+
+    Raises
+    ------
+    neds.io.store.CorruptStoreError
+        If a store is corrupt (deleted, altered or truncated chunks), has no fingerprint, or holds
+        out-of-range values (:class:`~neds.io.store.StoreValueError`); the message names the store
+        and how to rebuild it.
     """
     datasets = [open_binned(p) for p in paths]
     if eids is not None:
@@ -92,7 +102,14 @@ def load_sessions(paths: list[str | Path], eids: list[str] | None = None) -> Tri
     n_units = [int(ds.sizes["unit"]) for ds in datasets]
     n_max, t = max(n_units), n_bins.pop()
     k_total = sum(int(ds.sizes["trial"]) for ds in datasets)
-    top = max(int(ds["spikes"].max()) for ds in datasets)
+    tops = [int(ds["spikes"].max()) for ds in datasets]
+    top = max(tops)
+    if top > torch.iinfo(torch.int16).max:  # would wrap around in the int16 tensor
+        path = paths[tops.index(top)]
+        raise ValueError(
+            f"{path} holds a count of {top} spikes in one bin, more than the loader's int16 holds; such a count "
+            f"is not a recording: check the session's spike sorting and binning, then re-run bin_session for it"
+        )
     dtype = torch.uint8 if top <= 255 else torch.int16
     spikes = torch.zeros((k_total, t, n_max), dtype=dtype)
     start = 0

@@ -29,7 +29,7 @@ from neds.evaluate.metrics import (
 from neds.model.masking import BEHAVIOURS, eval_masks
 from neds.model.neds import NEDS
 
-__all__ = ["run_model", "predict_neds", "predict_trials", "score", "conditions", "predictions_dataset", "ENCODING_KEYS", "DECODING_KEYS", "SELECTION_KEYS"]
+__all__ = ["run_model", "predict_neds", "predict_trials", "score", "unscorable_targets", "conditions", "predictions_dataset", "ENCODING_KEYS", "DECODING_KEYS", "SELECTION_KEYS"]
 
 ENCODING_KEYS = ("bps_unit_mean", "bps_pooled", "deviance_explained", "single_trial_r2", "psth_r2")
 DECODING_KEYS = ("choice_acc", "choice_balanced_acc", "block_acc", "block_balanced_acc", "wheel_r2", "whisker_r2")
@@ -100,15 +100,70 @@ def conditions(choice: np.ndarray, block: np.ndarray) -> np.ndarray:
     return np.array([f"c{c}-b{b}" for c, b in zip(np.asarray(choice), np.asarray(block))])
 
 
+# decoding metrics of each target, and how its values read in a reason
+_TARGET_METRICS = {
+    "choice": ("choice_acc", "choice_balanced_acc"),
+    "block": ("block_acc", "block_balanced_acc"),
+    "wheel": ("wheel_r2",),
+    "whisker": ("whisker_r2",),
+}
+_CLASS_NAMES = {"choice": {0: "choice -1", 1: "choice +1"}, "block": {0: "pLeft 0.2", 1: "pLeft 0.5", 2: "pLeft 0.8"}}
+
+
+def unscorable_targets(data: TrialData, split: str = "test") -> dict[str, str]:
+    """Decoding targets that cannot be scored on one session, with the reason: a target that is
+    constant on the ``split`` trials or on the training trials (no blocks, one-sided choices, a
+    flat trace). An accuracy there says nothing about decoding (always 1.0 for a model that
+    learned the one class, 0.0 for one that did not), and R² is undefined.
+
+    Returns
+    -------
+    dict, target ('choice', 'block', 'wheel', 'whisker') -> one-line reason
+    """
+    out: dict[str, str] = {}
+    values = {"choice": data.choice, "block": data.block, "wheel": data.wheel, "whisker": data.whisker}
+    for which in dict.fromkeys((split, "train")):
+        idx = data.indices(which)
+        if len(idx) == 0:
+            continue
+        for target, tensor in values.items():
+            if target in out:
+                continue
+            v = tensor[idx].numpy()
+            if np.unique(v).size <= 1:
+                if target in _CLASS_NAMES:
+                    label = _CLASS_NAMES[target].get(int(v.flat[0]), int(v.flat[0]))
+                    out[target] = f"{target} is constant on the {which} trials (all {label})"
+                else:
+                    out[target] = f"{target} is constant on the {which} trials (value {float(v.flat[0]):.3g})"
+    return out
+
+
 def score(pred: dict[str, np.ndarray], data: TrialData, split: str = "test") -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metrics of one method's predictions on one session.
+
+    A decoding target that is constant on the session's ``split`` or training trials
+    (:func:`unscorable_targets`) is not scored: its metrics are NaN, and ``row["not_scored"]``
+    says which and why ('' when everything predicted was scored).
 
     Returns
     -------
     (row, per_unit): ``row`` maps metric names to floats (encoding: ENCODING_KEYS, plus
-    ``bps_from_<behaviour>`` where predicted; decoding: DECODING_KEYS); ``per_unit`` maps
-    per-unit metric names to (N,) arrays.
+    ``bps_from_<behaviour>`` where predicted; decoding: DECODING_KEYS) and ``not_scored`` to a
+    string; ``per_unit`` maps per-unit metric names to (N,) arrays.
     """
+    row, per_unit = _score(pred, data, split)
+    reasons = []
+    for target, reason in unscorable_targets(data, split).items():
+        keys = [k for k in _TARGET_METRICS[target] if k in row]
+        if keys:
+            row.update({k: float("nan") for k in keys})
+            reasons.append(f"{', '.join(keys)}: {reason}")
+    row["not_scored"] = "; ".join(reasons)
+    return row, per_unit
+
+
+def _score(pred: dict[str, np.ndarray], data: TrialData, split: str) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     idx = data.indices(split)
     n = data.n_units[0]
     counts = data.spikes[idx][:, :, :n].numpy().astype(np.float64)

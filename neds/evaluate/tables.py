@@ -10,31 +10,56 @@ import pandas as pd
 
 from neds.evaluate.evaluation import DECODING_KEYS, ENCODING_KEYS
 
-__all__ = ["collect_rows", "summarize", "pretraining_gain", "summary_markdown", "table1", "table1_markdown", "METHOD_ORDER", "HEADLINE"]
+__all__ = ["collect_rows", "summarize", "pretraining_gain", "summary_markdown", "table1", "table1_markdown", "METHOD_ORDER", "HEADLINE", "NOT_SCORED"]
 
 METHOD_ORDER = ("neds_finetuned", "neds_scratch", "unimodal_encoding", "unimodal_decoding", "linear", "rrr", "oracle")
 HEADLINE = ("bps_unit_mean", "bps_pooled", "choice_acc", "block_acc", "wheel_r2", "whisker_r2")
 
 
 def collect_rows(metric_files: list[str | Path]) -> pd.DataFrame:
-    """All rows of the per-session metrics files, one per (method, session), methods in order."""
+    """All rows of the per-session metrics files, one per (method, session), methods in order.
+
+    Raises
+    ------
+    ValueError
+        If there are no files or no rows: no held-out session was evaluated.
+    """
+    if not metric_files:
+        raise ValueError(
+            "no evaluated held-out session to summarise: no session of data.heldout_eids is usable "
+            "(their reasons are in results/binned/sessions.tsv); list usable held-out sessions and rerun"
+        )
     rows = []
     for path in metric_files:
         for row in json.loads(Path(path).read_text())["rows"]:
             rows.append({k: v for k, v in row.items() if k != "info"})
+    if not rows:
+        raise ValueError(f"the metrics files {[str(p) for p in metric_files][:3]} hold no rows; rerun evaluate_session")
     df = pd.DataFrame(rows)
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     df["_order"] = df["method"].map(lambda m: order.get(m, len(order)))
     return df.sort_values(["_order", "eid"]).drop(columns="_order").reset_index(drop=True)
 
 
+NOT_SCORED = "not_scored"  # per row: the metrics left unscored on that session, and why ('' if none)
+
+
 def _metric_columns(df: pd.DataFrame, by: tuple[str, ...] = ("method",)) -> list[str]:
-    return [c for c in df.columns if c not in (*by, "method", "eid", "split", "n_trials", "n_units")]
+    return [c for c in df.columns if c not in (*by, "method", "eid", "split", "n_trials", "n_units", NOT_SCORED)]
+
+
+def _not_scored(group: pd.DataFrame) -> str:
+    """'eid: reason' of each session of ``group`` with metrics left unscored, joined by ' | '."""
+    if NOT_SCORED not in group:
+        return ""
+    notes = group[NOT_SCORED].fillna("").astype(str)
+    return " | ".join(f"{eid}: {note}" for eid, note in zip(group["eid"], notes) if note)
 
 
 def summarize(df: pd.DataFrame, by: tuple[str, ...] = ("method",)) -> pd.DataFrame:
     """Per group of ``by`` (default: per method): mean, s.e.m. (ddof 1) and number of sessions of
-    every metric."""
+    every metric, over the sessions where it was scored (``<metric>_n``), and the sessions'
+    reasons for what was not scored (``not_scored``)."""
     out = []
     for keys, group in df.groupby(list(by), sort=False):
         row = {**dict(zip(by, keys)), "n_sessions": int(group["eid"].nunique())}
@@ -42,6 +67,8 @@ def summarize(df: pd.DataFrame, by: tuple[str, ...] = ("method",)) -> pd.DataFra
             values = group[col].dropna().to_numpy(dtype=float)
             row[f"{col}_mean"] = float(values.mean()) if values.size else np.nan
             row[f"{col}_sem"] = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else np.nan
+            row[f"{col}_n"] = int(values.size)
+        row[NOT_SCORED] = _not_scored(group)
         out.append(row)
     return pd.DataFrame(out)
 
@@ -55,9 +82,12 @@ def pretraining_gain(df: pd.DataFrame, pretrained: str = "neds_finetuned", scrat
     rows = []
     for col in (*ENCODING_KEYS, *DECODING_KEYS):
         if col in a and col in b and len(common):
-            ma, mb = float(a.loc[common, col].mean()), float(b.loc[common, col].mean())
-            rows.append({"metric": col, pretrained: ma, scratch: mb,
-                         "gain_percent": 100.0 * (ma - mb) / abs(mb) if mb != 0 else np.nan, "n_sessions": len(common)})
+            # only the sessions where both were scored (a target may be unscorable on a session)
+            both = [e for e in common if np.isfinite(a.loc[e, col]) and np.isfinite(b.loc[e, col])]
+            ma = float(a.loc[both, col].mean()) if both else np.nan
+            mb = float(b.loc[both, col].mean()) if both else np.nan
+            gain = 100.0 * (ma - mb) / abs(mb) if both and mb != 0 else np.nan
+            rows.append({"metric": col, pretrained: ma, scratch: mb, "gain_percent": gain, "n_sessions": len(both)})
     return pd.DataFrame(rows)
 
 
@@ -76,12 +106,17 @@ def summary_markdown(summary: pd.DataFrame, gain: pd.DataFrame, title: str = "NE
     for _, row in summary.iterrows():
         cells = [_fmt(row[f"{c}_mean"], row[f"{c}_sem"]) for c in cols]
         lines.append(f"| {row['method']} | {row['n_sessions']} | " + " | ".join(cells) + " |")
+    notes = [f"- {row['method']}: {row[NOT_SCORED]}" for _, row in summary.iterrows() if row.get(NOT_SCORED)]
+    if notes:
+        lines += ["", "Not scored (a constant target says nothing about decoding; these sessions are left out of "
+                  "that metric's mean):", "", *notes]
     if len(gain):
         lines += ["", "Gain of pretraining then fine-tuning over training from scratch (percent of the scratch value):", ""]
         lines.append("| metric | fine-tuned | scratch | gain (%) |")
         lines.append("|---|---|---|---|")
         for _, g in gain.iterrows():
-            lines.append(f"| {g['metric']} | {g.iloc[1]:.3f} | {g.iloc[2]:.3f} | {g['gain_percent']:+.1f} |")
+            gain_cell = f"{g['gain_percent']:+.1f}" if np.isfinite(g["gain_percent"]) else "– (not scored)"
+            lines.append(f"| {g['metric']} | {g.iloc[1]:.3f} | {g.iloc[2]:.3f} | {gain_cell} |")
     return "\n".join(lines) + "\n"
 
 

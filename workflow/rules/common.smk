@@ -8,6 +8,7 @@ from neds.config import check_consistency, session_lists
 from neds.config import model_settings as neds_model_settings
 from neds.config import train_settings as neds_train_settings
 from neds.experiments import EXPERIMENTS, variant_names, variant_plan, variant_spec
+from neds.stages import usable_eids
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -51,14 +52,11 @@ def get_bin_session_input(wildcards):
 
 def usable_sessions(role):
     """Usable eids of a role ('pretrain' or 'heldout'): read from the summarize_sessions
-    checkpoint, or, with data.require_all_usable, every listed eid (a static DAG)."""
-    import pandas as pd
-
+    checkpoint, or, with data.require_all_usable, every listed eid (a static DAG). With none
+    usable the run stops as soon as the checkpoint is read, with every session's reason."""
     if config["data"]["require_all_usable"]:
         return PRETRAIN_EIDS if role == "pretrain" else HELDOUT_EIDS
-
-    table = pd.read_csv(checkpoints.summarize_sessions.get().output.tsv, sep="\t")
-    return table.loc[table["usable"] & (table["role"] == role), "eid"].tolist()
+    return usable_eids(checkpoints.summarize_sessions.get().output.tsv, role)
 
 
 def get_probe_input(wildcards):
