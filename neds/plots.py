@@ -30,7 +30,7 @@ from scipy.ndimage import gaussian_filter1d
 from neds.evaluate.evaluation import ENCODING_KEYS, SELECTION_KEYS
 from neds.evaluate.metrics import r2_score
 from neds.evaluate.tables import METHOD_ORDER
-from neds.io.store import as_str, open_binned, open_zarr
+from neds.io.store import as_str, open_binned, verify_store
 
 __all__ = [
     "save_figure",
@@ -298,7 +298,7 @@ def plot_examples(binned: xr.Dataset | str | Path, predictions: xr.Dataset | str
     c) decoded wheel speed and whisker motion energy vs truth on ``n_trials`` test trials.
     """
     data = open_binned(binned) if not isinstance(binned, xr.Dataset) else binned
-    pred = open_zarr(predictions).load() if not isinstance(predictions, xr.Dataset) else predictions
+    pred = verify_store(predictions) if not isinstance(predictions, xr.Dataset) else predictions
     if "rate" not in pred:
         raise ValueError(f"predictions of {pred.attrs.get('method', '?')} have no 'rate'; pass an encoding method's store")
     data = data.sel(trial=pred["trial"].values)
@@ -460,7 +460,7 @@ def plot_probing(probe: dict | str | Path, embeddings: xr.Dataset | str | Path, 
     chance. A skipped probe keeps the map and says why in place of the other two panels.
     """
     probe = _probe_json(probe)
-    emb = open_zarr(embeddings).load() if not isinstance(embeddings, xr.Dataset) else embeddings
+    emb = verify_store(embeddings) if not isinstance(embeddings, xr.Dataset) else embeddings
     regions = list(probe["regions"])
     results = probe.get("results") or {}
     if results and feature_set not in results:

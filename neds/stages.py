@@ -288,10 +288,10 @@ def launch_training(
 
 def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: np.ndarray) -> np.ndarray:
     """The simulator's expected counts (K, T, N) for the given ALF trial indices and the store's units."""
-    from neds.io.store import open_binned, open_zarr
+    from neds.io.store import open_binned, verify_store
 
-    ds = open_binned(data_store, load=False)
-    truth = open_zarr(truth_path)
+    ds = open_binned(data_store)
+    truth = verify_store(truth_path)
     key = {(str(p), int(c)): i for i, (p, c) in enumerate(zip(truth["probe"].values, truth["cluster_id"].values))}
     try:
         units = [key[(str(p), int(c))] for p, c in zip(ds["unit_probe"].values, ds["unit_cluster_id"].values)]

@@ -255,3 +255,30 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
     with pytest.raises(NonFiniteLossError, match=r"after epoch 1 the weights blocks\.0\.qkv\.weight"):
         train(model, data, TrainConfig(epochs=2, **FAST), tmp_path)
     assert not (tmp_path / "checkpoints" / "last.pt").exists() and not (tmp_path / "model.pt").exists()
+
+
+def test_predictions_and_ground_truth_readers_verify_too(tmp_path):
+    """The stores the evaluation writes (predictions, probing embeddings) and the simulator's
+    ground truth carry fingerprints too; the figures, the BrainWideBench export and the oracle
+    refuse a corrupt one rather than draw or score it."""
+    from neds.plots import plot_examples
+    from neds.stages import oracle_rates
+
+    pred = tmp_path / "neds_finetuned.zarr"
+    rng = np.random.default_rng(0)
+    write_zarr(xr.Dataset({"rate": (("trial", "time", "unit"), rng.random((4, 10, 6)).astype(np.float32))},
+                          coords={"trial": np.arange(4)}), pred)  # fmt: skip
+    truth = tmp_path / "truth.zarr"
+    write_zarr(xr.Dataset({"expected_counts": (("trial", "time", "unit"), rng.random((20, 10, 6)).astype(np.float32))},
+                          coords={"probe": ("unit", text_array(["probe00"] * 6)), "cluster_id": ("unit", np.arange(6))}), truth)  # fmt: skip
+    for path, variable in ((pred, "rate"), (truth, "expected_counts")):  # truncate a chunk of each
+        f = next(p for p in (path / variable / "c").rglob("*") if p.is_file())
+        f.write_bytes(f.read_bytes()[:8])
+    store = tmp_path / f"{EID}.zarr"
+    write_zarr(binned(), store)
+    with pytest.raises(CorruptStoreError, match="cannot be decoded") as err:
+        plot_examples(store, pred)
+    assert str(pred) in str(err.value)
+    with pytest.raises(CorruptStoreError, match="cannot be decoded") as err:
+        oracle_rates(truth, store, np.arange(3))
+    assert str(truth) in str(err.value) and "re-run the workflow step" in str(err.value)

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from neds.io.store import as_str, open_binned, open_zarr
+from neds.io.store import as_str, open_binned, verify_store
 
 __all__ = [
     "FORMAT_VERSION",
@@ -117,7 +117,7 @@ def export_session(
 
     Returns the written paths.
     """
-    pred = open_zarr(predictions)
+    pred = verify_store(predictions)
     data = open_binned(store)
     eid = str(data.attrs["eid"])
     trials = np.asarray(pred["trial"].values, dtype=np.int64)
@@ -146,7 +146,7 @@ def export_session(
         p = np.asarray(pred[key].values, dtype=np.float32)[..., None]
         both(f"ts1-{task}", {"predictions": p, "trial_id": trial_id}, {"values": values, "trial_id": trial_id},
              window_s=window)  # fmt: skip
-    rate_source = open_zarr(rates) if rates is not None else pred
+    rate_source = verify_store(rates) if rates is not None else pred
     if not np.array_equal(rate_source["trial"].values, trials):
         raise ValueError(f"{rates} and {predictions} hold different trials; export one evaluation's stores")
     log_rate = np.log(np.clip(np.asarray(rate_source["rate"].values, dtype=np.float64), 1e-12, None)).astype(np.float32)
@@ -164,7 +164,7 @@ def export_regions(embeddings: str | Path, pred_dir: str | Path, gt_dir: str | P
     embeddings : ``results/probing/<target>/embeddings.zarr`` (coords region, unit_uuid; variable
         ``predicted_<features>``)
     """
-    ds = open_zarr(embeddings)
+    ds = verify_store(embeddings)
     key = f"predicted_{features}"
     if key not in ds:
         raise ValueError(f"{embeddings} has no {key} (probing was skipped or ran before per-unit predictions were stored); rerun probe_regions")

@@ -145,10 +145,12 @@ def ground_truth_dataset(session: SimulatedSession, config: SimulationConfig) ->
 
 
 def write_ground_truth(session: SimulatedSession, config: SimulationConfig, ground_truth_dir: Path) -> Path:
-    """Write :func:`ground_truth_dataset` to ``ground_truth_dir/<eid>.zarr`` (Zarr v3); return the path."""
+    """Write :func:`ground_truth_dataset` to ``ground_truth_dir/<eid>.zarr`` (Zarr v3, with the
+    content fingerprint its readers verify: :func:`neds.io.store.write_zarr`); return the path."""
+    from neds.io.store import write_zarr
+
     path = Path(ground_truth_dir) / f"{session.eid}.zarr"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ground_truth_dataset(session, config).to_zarr(path, mode="w", zarr_format=3, consolidated=False)
+    write_zarr(ground_truth_dataset(session, config), path)
     return path
 
 
