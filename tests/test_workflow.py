@@ -385,7 +385,8 @@ def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
 
     shutil.copytree(ROOT / "config", tmp_path / "config")
     tiny = yaml.safe_load((ROOT / "tests" / "config" / "tiny.yaml").read_text())
-    tiny["training"]["pretrain"]["epochs"] = 30
+    epochs = 8  # a few seconds each on the tiny config: the kill lands after the first
+    tiny["training"]["pretrain"]["epochs"] = epochs
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(tiny))
     target = "results/models/pretrain/summary.json"
     models = tmp_path / "results" / "models" / "pretrain"
@@ -394,7 +395,7 @@ def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:  # kill it between two epochs' checkpoints
         history = models / "history.jsonl"
-        if history.exists() and 1 <= len(history.read_text().splitlines()) < 25:
+        if history.exists() and 1 <= len(history.read_text().splitlines()) < epochs:
             os.killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.05)
@@ -406,7 +407,7 @@ def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
     done = snakemake(tmp_path, "--cores", "1", target)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "resuming" in (tmp_path / "logs" / "pretrain_model.log").read_text()
-    assert len((models / "history.jsonl").read_text().splitlines()) == 30
+    assert len((models / "history.jsonl").read_text().splitlines()) == epochs
     resumed = load_model(models / "model.pt")[0].state_dict()
 
     ref = subprocess.run([sys.executable, "-m", "neds", "--config", str(tmp_path / "config" / "config.yaml"), "train", "--stage", "pretrain",
@@ -417,9 +418,10 @@ def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
     for name, value in uninterrupted.items():
         assert torch.equal(resumed[name], value), name
 
-    forced = snakemake(tmp_path, "--cores", "1", "--forcerun", "pretrain_model", target)
+    forced = snakemake(tmp_path, "--cores", "1", target, "--forcerun", "pretrain_model")
     assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
-    assert len((models / "history.jsonl").read_text().splitlines()) == 30
+    assert "finished all" in (tmp_path / "logs" / "pretrain_model.log").read_text()  # nothing trained again
+    assert len((models / "history.jsonl").read_text().splitlines()) == epochs
     for name, value in load_model(models / "model.pt")[0].state_dict().items():
         assert torch.equal(resumed[name], value), name
 
@@ -429,7 +431,7 @@ def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
     assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
     log = (tmp_path / "logs" / "pretrain_model.log").read_text()
     assert "differ" in log and "resuming" not in log
-    assert json.loads((models / "summary.json").read_text())["epochs"] == 30
-    assert len((models / "history.jsonl").read_text().splitlines()) == 30
+    assert json.loads((models / "summary.json").read_text())["epochs"] == epochs
+    assert len((models / "history.jsonl").read_text().splitlines()) == epochs
     retrained = load_model(models / "model.pt")[0].state_dict()
     assert any(not torch.equal(retrained[name], value) for name, value in resumed.items())
