@@ -1,6 +1,6 @@
 """Training: pretraining, fine-tuning, training from scratch and the unimodal models.
 
-One loop serves all of them (REFERENCE.md, Training): AdamW, a one-cycle schedule with cosine
+One loop serves all of them, as the paper trains them: AdamW, a one-cycle schedule with cosine
 annealing, multi-task masking drawn per trial, validation every ``val_every`` epochs with the
 mean of the validation metrics, atomic checkpoints that resume bit for bit on CPU, bf16 autocast
 on CUDA and data-parallel training over several processes started by ``torchrun``.

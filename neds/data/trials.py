@@ -1,4 +1,4 @@
-"""Trial exclusion, behaviour targets, scaling and train/val/test splits (REFERENCE.md, Data)."""
+"""Trial exclusion, behaviour targets, scaling and train/val/test splits."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ __all__ = [
     "SPLITS",
 ]
 
-# Trials with NaN in any of these are excluded (REFERENCE.md, Data / Trial exclusion).
+# Trials with NaN in any of these are excluded.
 REQUIRED_TRIAL_FIELDS = (
     "stimOn_times",
     "choice",

@@ -1,4 +1,4 @@
-"""Linear per-session baselines (REFERENCE.md, Baselines).
+"""Linear per-session baselines.
 
 Encoding: ridge regression from the behaviour design of a trial (wheel speed and whisker motion
 energy over its T bins, choice and block one-hot) to every unit's counts in every bin.

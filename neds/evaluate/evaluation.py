@@ -1,4 +1,4 @@
-"""Encoding and decoding evaluations of one held-out session (REFERENCE.md, Evaluation).
+"""Encoding and decoding evaluations of one held-out session.
 
 Every method is reduced to predictions on the session's test trials, in one layout:
 
@@ -33,7 +33,7 @@ __all__ = ["run_model", "predict_neds", "predict_trials", "score", "unscorable_t
 
 ENCODING_KEYS = ("bps_unit_mean", "bps_pooled", "deviance_explained", "single_trial_r2", "psth_r2")
 DECODING_KEYS = ("choice_acc", "choice_balanced_acc", "block_acc", "block_balanced_acc", "wheel_r2", "whisker_r2")
-# the model-selection score is the mean of these (REFERENCE.md, Training: bps and the four decoding scores)
+# the model-selection score is the mean of these (bits per spike and the four decoding scores, as the paper selects models)
 SELECTION_KEYS = ("bps_unit_mean", "choice_acc", "block_acc", "wheel_r2", "whisker_r2")
 
 

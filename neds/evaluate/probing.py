@@ -1,4 +1,4 @@
-"""Brain-region probing of unit embeddings (REFERENCE.md, Brain-region probing).
+"""Brain-region probing of unit embeddings.
 
 A unit's embedding comes from the session-specific layers of a trained model:
 

@@ -1,4 +1,4 @@
-"""Multi-session reduced-rank regression baselines (REFERENCE.md, Baselines).
+"""Multi-session reduced-rank regression baselines.
 
 Encoding: a temporal basis shared across sessions maps a trial's behaviour design x (wheel and
 whisker over the T bins, choice and block one-hot; see ``baselines.behaviour_design``) to R

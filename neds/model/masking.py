@@ -1,4 +1,4 @@
-"""Multi-task masking (REFERENCE.md, Multi-task masking) and the evaluation masks.
+"""Multi-task masking and the evaluation masks.
 
 Masks are boolean tensors, True where a token is masked (replaced by the mask token at the input
 and predicted at the output):

@@ -32,7 +32,7 @@ _BLOCK_VALUES = (0.2, 0.5, 0.8)
 
 @dataclass
 class ModelConfig:
-    """Sizes and regularisation of the shared model (REFERENCE.md, Model)."""
+    """Sizes and regularisation of the shared model."""
 
     hidden: int = 256
     n_heads: int = 8
