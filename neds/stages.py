@@ -17,7 +17,7 @@ import pandas as pd
 
 from neds.config import check_no_shared_subjects
 from neds.data.session import BinningParams, bin_session
-from neds.io.ibl import OneSettings, connect, download_session, load_session
+from neds.io.ibl import OneSettings, connect, download_session, load_session, one_line
 from neds.io.store import SESSION_COLUMNS, write_table, write_unusable, write_zarr
 
 __all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "usable_eids", "run_training", "launch_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "run_score_models", "run_summarize_experiment", "run_table1", "oracle_rates", "log_to_file"]
@@ -155,7 +155,7 @@ def run_summarize_sessions(
     check_no_shared_subjects(rows)
     table = table[list(SESSION_COLUMNS)]
     for col in table.columns[table.dtypes == object]:  # one row per session, whatever a reason holds
-        table[col] = table[col].map(lambda v: " ".join(v.split()) if isinstance(v, str) else v)
+        table[col] = table[col].map(lambda v: one_line(v) if isinstance(v, str) else v)
     write_table(table, out_tsv)
     bad = table.loc[~table["usable"].astype(bool)]
     if require_all_usable and len(bad):
