@@ -7,7 +7,7 @@
     torchrun --nproc_per_node 4 -m neds train --stage pretrain   # data-parallel pretraining
     python -m neds train-spec SPEC.json   # what the workflow's torchrun processes run (neds.stages.launch_training)
 
-The config is validated against the workflow's schema exactly as the workflow does.
+The config is validated by the same function (and schema) as in the workflow (neds.config.validate_config).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from neds import vocab
 
 
 def _load_config(path: str) -> dict:
@@ -46,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p_bin.add_argument("--out", default="results/binned")
     sub.add_parser("sessions", help="print the configured sessions with their roles")
     p_train = sub.add_parser("train", help="train one model on binned sessions (after `bin`)")
-    p_train.add_argument("--stage", required=True, choices=["pretrain", "finetune", "scratch", "encoding", "decoding"])
-    p_train.add_argument("--eid", help="held-out session (every stage but pretrain)")
+    p_train.add_argument("--stage", required=True, choices=list(vocab.STAGES))
+    p_train.add_argument("--eid", help=f"held-out session (stages {', '.join(vocab.HELDOUT_STAGES)})")
     p_train.add_argument("--binned", default="results/binned", help="folder of the binned stores and sessions.tsv")
     p_train.add_argument("--models", default="results/models", help="output folder of the models")
     p_spec = sub.add_parser("train-spec", help="train from a launch spec written by neds.stages.launch_training")
@@ -110,17 +112,17 @@ def _train(args, config: dict) -> None:
     binned, models = Path(args.binned), Path(args.models)
     table = pd.read_csv(binned / "sessions.tsv", sep="\t")
     usable = table.loc[table["usable"].astype(bool)]
-    stage = args.stage
-    settings = train_settings(config, stage)
-    if stage == "pretrain":
+    stage = vocab.stage(args.stage)
+    settings = train_settings(config, stage.name)
+    if not stage.per_session:
         eids = usable.loc[usable["role"] == "pretrain", "eid"].tolist()
-        out, pretrained = models / "pretrain", None
+        out, pretrained = models / stage.name, None
     else:
         if args.eid is None or args.eid not in set(usable["eid"]):
             raise SystemExit(f"--eid must name a usable session of {binned / 'sessions.tsv'}")
-        eids, out = [args.eid], models / stage / args.eid
-        pretrained = models / "pretrain" / "model.pt" if stage == "finetune" else None
-    run_training(stage, [binned / f"{e}.zarr" for e in eids], out, model_settings(config, stage), settings, pretrained=pretrained,
+        eids, out = [args.eid], models / stage.name / args.eid
+        pretrained = models / vocab.PRETRAIN.name / "model.pt" if stage.from_pretrained else None
+    run_training(stage.name, [binned / f"{e}.zarr" for e in eids], out, model_settings(config, stage.name), settings, pretrained=pretrained,
                  threads=config["training"]["threads"])
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import re
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,16 @@ __all__ = [
     "simulation_config",
     "validate_config",
     "model_settings",
+    "train_settings",
+    "schema",
+    "schema_defaults",
     "SCHEMA_PATH",
 ]
 
 EID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(str(resources.files("neds") / "schema" / "config.schema.yaml"))
+"""The configuration's JSON schema, shipped inside the package: every key, its type, its
+description and its default. It is the only place defaults live (:func:`schema_defaults`)."""
 
 
 class ConfigError(ValueError):
@@ -121,37 +129,99 @@ def session_lists(config: dict[str, Any], base_dir: Path | None = None) -> tuple
     return pretrain, heldout
 
 
-def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate (and fill defaults into) a config dict with the workflow's JSON schema.
-
-    Also checks the cross-key rules the schema cannot express. Returns the same dict.
-    """
-    import jsonschema
+@lru_cache(maxsize=1)
+def _schema() -> dict:
     import yaml
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    _fill_defaults(config, schema)
-    try:
-        jsonschema.validate(config, schema)
-    except jsonschema.ValidationError as exc:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def schema() -> dict:
+    """The configuration's JSON schema (a copy)."""
+    return copy.deepcopy(_schema())
+
+
+def _resolve(node: dict) -> dict:
+    """A schema node with a local ``$ref`` merged in (the node's own keys win)."""
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    target: Any = _schema()
+    for part in ref.removeprefix("#/").split("/"):
+        target = target[part]
+    return {**_resolve(target), **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def schema_defaults(*path: str) -> dict[str, Any]:
+    """The defaults of one object of the schema, filled in as validation fills them.
+
+    path : property names from the top (``"model"``, ``"training"``) or, starting with
+        ``"definitions"``, a shared definition (``"definitions", "stage_settings"``)
+
+    The dataclasses of the package (:class:`neds.model.neds.ModelConfig`,
+    :class:`neds.train.TrainConfig`) take their defaults from here, so they cannot disagree with
+    the schema.
+    """
+    node: dict = _schema()
+    if path and path[0] == "definitions":
+        node, path = node["definitions"], path[1:]
+        node = node[path[0]]
+        path = path[1:]
+    for key in path:
+        node = _resolve(node)["properties"][key]
+    node = _resolve(node)
+    return _fill({}, node)
+
+
+def _fill(instance: dict, node: dict) -> dict:
+    for key, sub in _resolve(node).get("properties", {}).items():
+        sub = _resolve(sub)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(key), dict) and "properties" in sub:
+            _fill(instance[key], sub)
+    return instance
+
+
+def _validator_with_defaults():
+    """A JSON-schema validator that fills each missing key with its default before validating it,
+    also inside ``$ref`` definitions (as ``snakemake.utils.validate(..., set_default=True)`` does)."""
+    import jsonschema
+
+    base = jsonschema.validators.validator_for(_schema())
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, node):
+        if validator.is_type(instance, "object"):
+            for key, sub in properties.items():
+                if key not in instance and "default" in sub:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, properties, instance, node)
+
+    return jsonschema.validators.extend(base, {"properties": properties_with_defaults})(_schema())
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate a config dict against the schema, filling in every default, then check the rules
+    across keys that the schema cannot express (:func:`check_consistency`).
+
+    The one validator of the project: the workflow (``workflow/rules/common.smk``) and the command
+    line (``python -m neds``) both call it. Returns the same dict, completed.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key, what is wrong and, for the rules across keys, the fix.
+    """
+    import jsonschema
+
+    errors = list(_validator_with_defaults().iter_errors(config))
+    if errors:
+        exc = jsonschema.exceptions.best_match(errors)
         where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise ConfigError(f"config key {where}: {exc.message}") from None
+        raise ConfigError(f"config key {where}: {exc.message}")
     check_consistency(config)
     return config
-
-
-def _fill_defaults(config: dict, schema: dict) -> None:
-    for key, sub in schema.get("properties", {}).items():
-        if key not in config and "default" in sub:
-            config[key] = _copy(sub["default"])
-        if isinstance(config.get(key), dict) and sub.get("type") == "object":
-            _fill_defaults(config[key], sub)
-
-
-def _copy(value):
-    import copy
-
-    return copy.deepcopy(value)
 
 
 def check_consistency(config: dict[str, Any]) -> None:
@@ -219,29 +289,29 @@ def simulation_config(config: dict[str, Any]):
     )
 
 
-TRAINING_STAGES = ("pretrain", "finetune", "scratch", "encoding", "decoding")
-
 _EXECUTOR_KEYS = ("threads", "gpus", "pretrain_gpus")  # resources of the jobs, not TrainConfig fields
 
 
 def train_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
-    """:class:`neds.train.TrainConfig` fields of one stage: ``training.<stage>`` over the shared
-    ``training`` keys (device, seed, val_every, ...)."""
-    if stage not in TRAINING_STAGES:
-        raise ConfigError(f"unknown training stage {stage!r}; use one of {TRAINING_STAGES}")
+    """:class:`neds.train.TrainConfig` fields of one stage of a validated config:
+    ``training.<stage>`` over the shared ``training`` keys (device, seed, val_every, ...)."""
+    from neds.vocab import STAGES, stage as check_stage
+
+    check_stage(stage)
     training = config["training"]
-    shared = {k: v for k, v in training.items() if k not in TRAINING_STAGES + _EXECUTOR_KEYS}
-    return {**shared, **training[stage]}
+    shared = {k: v for k, v in training.items() if k not in (*STAGES, *_EXECUTOR_KEYS)}
+    return copy.deepcopy({**shared, **training[stage]})
 
 
 def model_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
     """:class:`neds.model.neds.ModelConfig` fields of one stage's model: ``model`` with
     ``n_layers`` replaced by ``pretrain_n_layers`` (when set) for the pretrained model and the
     models fine-tuned from it."""
-    if stage not in TRAINING_STAGES:
-        raise ConfigError(f"unknown training stage {stage!r}; use one of {TRAINING_STAGES}")
+    from neds.vocab import PRETRAIN, stage as check_stage
+
+    deep_model = stage == PRETRAIN.name or check_stage(stage).from_pretrained
     model = dict(config["model"])
     deep = model.pop("pretrain_n_layers", None)
-    if deep is not None and stage in ("pretrain", "finetune"):
+    if deep is not None and deep_model:
         model["n_layers"] = deep
     return model

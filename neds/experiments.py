@@ -1,8 +1,18 @@
-"""The paper's experiments as variants of the main run (config section ``experiments``).
+"""The paper's experiments as variants of the main run (config section ``experiments``), in one
+registry.
 
-Each experiment is a set of named variants. A variant changes the model or training settings of
-the main run, and possibly the pretraining set, and trains the single-session models of every
-usable held-out session:
+Each experiment is one :class:`Experiment` in :data:`EXPERIMENTS`: its name (a workflow target
+and the folder ``results/experiments/<name>/``), its figure title, the single-session stages it
+trains on every usable held-out session, whether each variant pretrains its own model, the split
+it is scored on, and a function giving its :class:`Variant` objects from the config. A variant
+carries its name (its folder) and its parameters (a seed, a fraction of the training trials, a
+number of pretraining sessions, model or training overrides, ...); :meth:`Variant.settings`
+applies them to the main run's model and training settings of a stage. Nothing reads a
+parameter back from a name.
+
+The workflow (``workflow/rules/experiments.smk``) derives every target, training job, score and
+summary from the registry, so a new experiment is one new entry. Outputs live under
+``results/experiments/<experiment>/<variant>/``. The entries:
 
 * ``seeds``: fine-tuned (from the main pretrained model) and from-scratch models per seed;
 * ``ablation_masking``: pretraining and fine-tuning with all five masking schemes, without
@@ -12,73 +22,183 @@ usable held-out session:
 * ``finetune_trials``: fine-tuned (from the main pretrained model) and from-scratch models
   trained on a fraction of each held-out session's training trials (``experiments.finetune_fractions``):
   how the gain of pretraining depends on the data of the new animal;
-* ``sweep``: random configurations trained from scratch, scored on the validation split; the
-  best by the mean validation metric is written to ``results/experiments/sweep/best.json`` and
-  its ``best`` variant (read from that file) is trained and scored on the test split.
+* ``sweep``: random configurations trained from scratch and scored on the validation split
+  (its candidates); the best by the mean validation metric is written to
+  ``results/experiments/sweep/best.json`` (:func:`select_best`), and its ``best`` variant,
+  trained with the settings read from that file, is scored on the test split.
 
-The functions here are pure: the workflow (``workflow/rules/experiments.smk``) turns them into
-jobs. Outputs live under ``results/experiments/<experiment>/<variant>/``.
+Nothing here imports torch, so the workflow imports this module at start-up.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from neds import vocab
 from neds.config import ConfigError, model_settings, train_settings
 
 __all__ = [
+    "Variant",
+    "Experiment",
     "EXPERIMENTS",
+    "EXPERIMENT_TITLES",
     "MASKING_VARIANTS",
-    "variant_names",
-    "variant_plan",
-    "variant_spec",
+    "SWEEP_BEST",
     "sweep_configs",
     "select_best",
     "scaling_sessions",
 ]
 
-EXPERIMENTS = ("seeds", "ablation_masking", "model_size", "scaling", "finetune_trials", "sweep")
-# masking ablation: the schemes each variant leaves out of the five (neds.model.masking.SCHEMES).
-# Scheme names are spelled here rather than imported, so that the workflow can import this module
-# at start-up without torch.
+
+def _schemes(*names: str) -> tuple[str, ...]:
+    """Masking scheme names, checked against the vocabulary when this module is imported."""
+    unknown = [n for n in names if n not in vocab.MASKING_SCHEMES]
+    if unknown:
+        raise ValueError(f"unknown masking schemes {unknown}; use names of {vocab.MASKING_SCHEMES}")
+    return names
+
+
+# masking ablation: the schemes each variant leaves out of the five (vocab.MASKING_SCHEMES)
 MASKING_VARIANTS = {
     "full": (),
-    "no_cross_modal": ("cross_modal",),
-    "no_cross_no_within": ("cross_modal", "within_neural", "within_behavioural"),
+    "no_cross_modal": _schemes("cross_modal"),
+    "no_cross_no_within": _schemes("cross_modal", "within_neural", "within_behavioural"),
 }
 SWEEP_BEST = "best"
+"""The name of the sweep's variant retrained with the settings its selection chose."""
 
 
-def _check(experiment: str) -> None:
-    if experiment not in EXPERIMENTS:
-        raise ConfigError(f"unknown experiment {experiment!r}; use one of {EXPERIMENTS}")
+@dataclass(frozen=True)
+class Variant:
+    """One variant of an experiment: its name and the parameters it changes in the main run.
+
+    name : the folder ``results/experiments/<experiment>/<name>/``
+    seed : ``training.seed`` of every stage (None: the main run's)
+    schemes : the masking schemes every stage trains with (None: the stage's own)
+    train_fraction : the fraction of each held-out session's training trials the per-session
+        stages train on (None: all); pretraining is not changed
+    model, training : overrides of every stage's model and training settings
+    pretrain_sessions : the number of usable pretraining sessions (the first ones) a variant of an
+        experiment that pretrains its own model pretrains on (None: all)
+    trial : the index of its configuration in :func:`sweep_configs` (None: not a sweep trial)
+    from_best : its settings are the ones its experiment's selection wrote to ``best.json``
+        (passed to :meth:`settings` as ``best``), under its own overrides
+    split : the split it is scored on (None: its experiment's)
+    fit_heads : lower ``n_heads`` until it splits ``hidden`` into even head sizes (widths drawn
+        by the sweep)
+    """
+
+    name: str
+    seed: int | None = None
+    schemes: tuple[str, ...] | None = None
+    train_fraction: float | None = None
+    model: dict[str, Any] = field(default_factory=dict, hash=False)
+    training: dict[str, Any] = field(default_factory=dict, hash=False)
+    pretrain_sessions: int | None = None
+    trial: int | None = None
+    from_best: bool = False
+    split: str | None = None
+    fit_heads: bool = False
+
+    @property
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """Its model and training overrides, {'model': {...}, 'training': {...}} (the layout of
+        ``best.json``'s ``settings``)."""
+        return {"model": dict(self.model), "training": dict(self.training)}
+
+    def settings(self, config: dict[str, Any], stage: str, best: dict | None = None) -> tuple[dict, dict]:
+        """The model and training settings of one stage (:func:`neds.config.model_settings`,
+        :func:`neds.config.train_settings`) with this variant applied.
+
+        best : the content of the experiment's ``best.json`` (only for a ``from_best`` variant)
+        """
+        kind = vocab.stage(stage)
+        model, training = model_settings(config, kind.name), train_settings(config, kind.name)
+        if self.from_best:
+            if best is None:
+                raise ValueError(f"variant {self.name!r} takes its settings from its experiment's best.json; pass best=")
+            model.update(best["settings"]["model"])
+            training.update(best["settings"]["training"])
+        model.update(self.model)
+        training.update(self.training)
+        if self.seed is not None:
+            training["seed"] = self.seed
+        if self.schemes is not None:
+            training["schemes"] = list(self.schemes)
+        if self.train_fraction is not None and kind.per_session:
+            training["train_fraction"] = self.train_fraction
+        if self.fit_heads:
+            _fit_heads(model)
+        return model, training
 
 
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: a set of variants of the main run, each trained on every usable held-out
+    session and scored there.
+
+    name : its workflow target and folder ``results/experiments/<name>/``
+    title : how its figure names it
+    stages : the single-session stages (:data:`neds.vocab.HELDOUT_STAGES`) each variant trains
+        per held-out session
+    own_pretrain : whether each variant pretrains its own model (its fine-tuning starts from it);
+        else fine-tuning starts from the main pretrained model
+    variants : (config, number of usable pretraining sessions) -> its variants, in table order
+    split : the split its variants are scored on (a variant's own ``split`` comes first)
+    selects_best : its variants without ``from_best`` are candidates: ``best.json`` names the
+        one with the best mean validation score (:func:`select_best`), and its ``from_best``
+        variants train with that candidate's settings
+    """
+
+    name: str
+    title: str
+    stages: tuple[str, ...]
+    own_pretrain: bool
+    variants: Callable[[dict[str, Any], int], list[Variant]] = field(compare=False)
+    split: str = "test"
+    selects_best: bool = False
+
+    def __post_init__(self) -> None:
+        for s in self.stages:
+            if s not in vocab.HELDOUT_STAGES:
+                raise ValueError(f"experiment {self.name}: {s!r} is not a per-session stage; use one of {vocab.HELDOUT_STAGES}")
+        if self.split not in vocab.SPLITS:
+            raise ValueError(f"experiment {self.name}: unknown split {self.split!r}; use one of {vocab.SPLITS}")
+
+    def variant(self, config: dict[str, Any], name: str, n_usable_pretrain: int) -> Variant:
+        """Its variant called ``name`` (ConfigError naming its variants otherwise)."""
+        variants = self.variants(config, n_usable_pretrain)
+        for v in variants:
+            if v.name == name:
+                return v
+        raise ConfigError(f"experiment {self.name} has no variant {name!r}; its variants: {[v.name for v in variants]}")
+
+    def split_of(self, variant: Variant) -> str:
+        """The split ``variant`` is scored on."""
+        return variant.split or self.split
+
+    def candidates(self, config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
+        """The variants its selection chooses from (empty unless it selects a best)."""
+        if not self.selects_best:
+            return []
+        return [v for v in self.variants(config, n_usable_pretrain) if not v.from_best]
+
+    def trains(self, stage: str) -> bool:
+        """Whether it trains ``stage`` ('pretrain' when its variants pretrain their own model)."""
+        return stage in self.stages or (stage == vocab.PRETRAIN.name and self.own_pretrain)
+
+
+# ------------------------------------------------------------------------------------ variants
 def scaling_sessions(config: dict[str, Any], n_usable: int) -> list[int]:
     """The pretraining-set sizes of the scaling experiment, capped at the usable sessions."""
     sizes = sorted({min(int(k), n_usable) for k in config["experiments"]["scaling_sessions"]})
     return [k for k in sizes if k >= 1]
-
-
-def variant_names(config: dict[str, Any], experiment: str, n_usable_pretrain: int) -> list[str]:
-    """Names of an experiment's variants (also the folder names under its results)."""
-    _check(experiment)
-    exp = config["experiments"]
-    if experiment == "seeds":
-        return [f"seed_{s}" for s in exp["seeds"]]
-    if experiment == "ablation_masking":
-        return list(MASKING_VARIANTS)
-    if experiment == "model_size":
-        return list(exp["model_sizes"])
-    if experiment == "scaling":
-        return [f"sessions_{k}" for k in scaling_sessions(config, n_usable_pretrain)]
-    if experiment == "finetune_trials":
-        return [f"fraction_{f:g}" for f in sorted(set(exp["finetune_fractions"]))]
-    return [f"trial_{i:02d}" for i in range(exp["sweep"]["n_configs"])] + [SWEEP_BEST]
 
 
 def sweep_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -103,108 +223,86 @@ def sweep_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def variant_plan(experiment: str, variant: str) -> dict[str, Any]:
-    """What a variant trains and where it is scored, without its settings (so the workflow can
-    plan its jobs before the sweep's best.json exists).
-
-    Returns
-    -------
-    dict with
-      ``stages``: the single-session stages it trains per held-out session ('finetune', 'scratch');
-      ``own_pretrain``: whether it pretrains its own model (else fine-tuning starts from the main
-        pretrained model);
-      ``pretrain_sessions``: number of usable pretraining sessions it pretrains on (None: all);
-      ``split``: the split its models are scored on ('val' for sweep trials, else 'test');
-      ``needs_best``: whether its settings come from the sweep's best.json.
-    """
-    _check(experiment)
-    plan = {"stages": ["finetune", "scratch"], "own_pretrain": False, "pretrain_sessions": None, "split": "test",
-            "needs_best": False}  # fmt: skip
-    if experiment in ("ablation_masking", "scaling"):
-        plan.update(stages=["finetune"], own_pretrain=True)
-    if experiment == "model_size":
-        plan.update(own_pretrain=True)
-    if experiment == "scaling":
-        plan.update(pretrain_sessions=int(variant.removeprefix("sessions_")))
-    if experiment == "sweep":
-        plan.update(stages=["scratch"], needs_best=variant == SWEEP_BEST, split="test" if variant == SWEEP_BEST else "val")
-    return plan
+def _seed_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
+    return [Variant(f"seed_{s}", seed=int(s)) for s in config["experiments"]["seeds"]]
 
 
-def variant_spec(config: dict[str, Any], experiment: str, variant: str, best: dict | None = None) -> dict[str, Any]:
-    """:func:`variant_plan` plus the variant's settings: ``model`` {stage: ModelConfig settings}
-    and ``training`` {stage: TrainConfig settings}. ``best`` is the content of the sweep's
-    best.json (only for the sweep's 'best' variant)."""
-    spec = variant_plan(experiment, variant)
-    stages = ("pretrain", "finetune", "scratch")
-    model = {s: model_settings(config, s) for s in stages}
-    training = {s: train_settings(config, s) for s in stages}
-    exp = config["experiments"]
-    if experiment == "seeds":
-        seed = int(variant.removeprefix("seed_"))
-        for s in stages:
-            training[s]["seed"] = seed
-    elif experiment == "ablation_masking":
-        if variant not in MASKING_VARIANTS:
-            raise ConfigError(f"unknown masking variant {variant!r}; use one of {sorted(MASKING_VARIANTS)}")
-        from neds.model.masking import SCHEMES
-
-        for s in stages:
-            training[s]["schemes"] = [name for name in SCHEMES if name not in MASKING_VARIANTS[variant]]
-    elif experiment == "finetune_trials":
-        try:
-            fraction = float(variant.removeprefix("fraction_"))
-        except ValueError:
-            raise ConfigError(f"unknown finetune_trials variant {variant!r}; use fraction_<f>") from None
-        for s in ("finetune", "scratch"):
-            training[s]["train_fraction"] = fraction
-    elif experiment == "model_size":
-        if variant not in exp["model_sizes"]:
-            raise ConfigError(f"unknown model size {variant!r}; experiments.model_sizes has {sorted(exp['model_sizes'])}")
-        for s in stages:
-            model[s].update(exp["model_sizes"][variant])
-    elif experiment == "sweep":
-        if spec["needs_best"]:
-            if best is None:
-                raise ValueError("the sweep's best variant needs results/experiments/sweep/best.json")
-            chosen = best["settings"]
-        else:
-            chosen = sweep_configs(config)[int(variant.removeprefix("trial_"))]
-        for s in stages:
-            model[s].update(chosen["model"])
-            training[s].update(chosen["training"])
-        _fit_heads(model)
-    spec.update(model=model, training=training)
-    return spec
+def _masking_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
+    return [
+        Variant(name, schemes=tuple(s for s in vocab.MASKING_SCHEMES if s not in left_out))
+        for name, left_out in MASKING_VARIANTS.items()
+    ]
 
 
-def _fit_heads(model: dict[str, dict]) -> None:
+def _size_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
+    return [Variant(name, model=dict(sizes)) for name, sizes in config["experiments"]["model_sizes"].items()]
+
+
+def _scaling_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
+    return [Variant(f"sessions_{k}", pretrain_sessions=k) for k in scaling_sessions(config, n_usable_pretrain)]
+
+
+def _fraction_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
+    fractions = sorted({float(f) for f in config["experiments"]["finetune_fractions"]})
+    return [Variant(f"fraction_{f:g}", train_fraction=f) for f in fractions]
+
+
+def _sweep_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
+    trials = [
+        Variant(f"trial_{i:02d}", model=c["model"], training=c["training"], trial=i, split="val", fit_heads=True)
+        for i, c in enumerate(sweep_configs(config))
+    ]
+    return trials + [Variant(SWEEP_BEST, from_best=True, fit_heads=True)]
+
+
+_HELDOUT_NEDS = (vocab.FINETUNE.name, vocab.SCRATCH.name)
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment("seeds", "NEDS over training seeds", _HELDOUT_NEDS, False, _seed_variants),
+        Experiment("ablation_masking", "masking ablation (pretrained, then fine-tuned)", (vocab.FINETUNE.name,), True,
+                   _masking_variants),
+        Experiment("model_size", "model size (pretrained, then fine-tuned)", _HELDOUT_NEDS, True, _size_variants),
+        Experiment("scaling", "number of pretraining sessions (then fine-tuned)", (vocab.FINETUNE.name,), True,
+                   _scaling_variants),
+        Experiment("finetune_trials", "fraction of the held-out sessions' training trials", _HELDOUT_NEDS, False,
+                   _fraction_variants),
+        Experiment("sweep", "hyper-parameter sweep (trained from scratch)", (vocab.SCRATCH.name,), False, _sweep_variants,
+                   selects_best=True),
+    )
+}  # fmt: skip
+"""The experiments by name: the workflow's targets, in the order of ``snakemake experiments``."""
+EXPERIMENT_TITLES = {name: e.title for name, e in EXPERIMENTS.items()}
+"""Figure titles by experiment name."""
+
+
+def _fit_heads(model: dict[str, Any]) -> None:
     """Keep a hidden size drawn by the sweep divisible into an even head size."""
-    for m in model.values():
-        while m["hidden"] % m["n_heads"] or (m["hidden"] // m["n_heads"]) % 2:
-            m["n_heads"] -= 1
-            if m["n_heads"] < 1:
-                raise ConfigError(f"experiments.sweep.hidden {m['hidden']} cannot be split into attention heads")
+    while model["hidden"] % model["n_heads"] or (model["hidden"] // model["n_heads"]) % 2:
+        model["n_heads"] -= 1
+        if model["n_heads"] < 1:
+            raise ConfigError(f"experiments.sweep.hidden {model['hidden']} cannot be split into attention heads")
 
 
-def select_best(trial_files: dict[str, list[str | Path]], configs: list[dict]) -> dict[str, Any]:
-    """The sweep trial with the best mean validation score over sessions.
+# ------------------------------------------------------------------------------------ selection
+def select_best(candidate_files: dict[str, list[str | Path]], candidates: dict[str, dict]) -> dict[str, Any]:
+    """The candidate with the best mean validation score over sessions.
 
-    trial_files : variant name ('trial_00', ...) -> its per-session evaluation JSON files (rows of
-        neds.stages.run_score_models, scored on the validation split)
-    Returns {'variant', 'settings', 'val_score', 'scores'} (scores: every trial's mean score).
+    candidate_files : variant name ('trial_00', ...) -> its per-session evaluation JSON files
+        (rows of neds.stages.run_score_models, scored on the validation split)
+    candidates : variant name -> its overrides (:attr:`Variant.overrides`)
+    Returns {'variant', 'settings', 'val_score', 'scores'} (settings: the best's overrides;
+    scores: every candidate's mean score).
     """
-    from neds.evaluate.evaluation import SELECTION_KEYS
-
     scores = {}
-    for name, files in trial_files.items():
+    for name, files in candidate_files.items():
         values = []
         for path in files:
             for row in json.loads(Path(path).read_text())["rows"]:
-                values.append(float(np.nanmean([row[k] for k in SELECTION_KEYS if k in row])))
+                values.append(float(np.nanmean([row[k] for k in vocab.SELECTION_METRICS if k in row])))
         scores[name] = float(np.mean(values)) if values else float("nan")
     finite = {k: v for k, v in scores.items() if np.isfinite(v)}
     if not finite:
-        raise ValueError("no sweep trial has a finite validation score")
+        raise ValueError("no candidate of the selection has a finite validation score")
     best = max(finite, key=finite.get)
-    return {"variant": best, "settings": configs[int(best.removeprefix("trial_"))], "val_score": finite[best], "scores": scores}
+    return {"variant": best, "settings": candidates[best], "val_score": finite[best], "scores": scores}

@@ -2,7 +2,9 @@
 
 Every ``plot_*`` function takes data objects (DataFrames, xarray datasets, dicts) or the paths
 of the workflow's files, and returns a :class:`matplotlib.figure.Figure`; :func:`save_figure`
-writes it as PNG (150 dpi) and SVG. Figures are built with ``Figure`` directly, not pyplot, so
+writes it as PNG (150 dpi) and SVG, atomically. Names, labels and colours of methods, regions,
+stages and metrics come from :mod:`neds.vocab`; means ± s.e.m. from
+:func:`neds.evaluate.tables.mean_sem`. Figures are built with ``Figure`` directly, not pyplot, so
 nothing depends on a display or on pyplot's global figure list, and no style is set at import.
 
 Conventions: spike counts are per bin, rates in Hz are count / bin width; wheel speed and whisker
@@ -12,7 +14,6 @@ of test trials; R² and bits per spike are dimensionless. Points are sessions un
 
 from __future__ import annotations
 
-import html
 import json
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -26,15 +27,31 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from scipy.ndimage import gaussian_filter1d
+from sklearn.decomposition import PCA
 
-from neds.evaluate.evaluation import ENCODING_KEYS, SELECTION_KEYS
 from neds.evaluate.metrics import r2_score
-from neds.evaluate.tables import METHOD_ORDER
+from neds.evaluate.tables import mean_sem
+from neds.experiments import EXPERIMENT_TITLES
+from neds.io.files import atomic_write
+from neds.io.history import read_history
 from neds.io.store import as_str, open_binned, verify_store
+from neds.vocab import (
+    DECODING,
+    ENCODING,
+    METHOD_ORDER,
+    METHODS,
+    METRIC_LABELS,
+    NEDS_FINETUNED,
+    NEDS_SCRATCH,
+    ORACLE,
+    PRETRAIN,
+    REGIONS,
+    SELECTION_METRICS,
+    STAGES,
+)
 
 __all__ = [
     "save_figure",
-    "read_history",
     "choose_example_unit",
     "plot_methods_encoding",
     "plot_methods_decoding",
@@ -42,11 +59,9 @@ __all__ = [
     "plot_examples",
     "plot_probing",
     "plot_training_curves",
-    "summary_html",
     "plot_experiment",
-    "METHOD_STYLE",
-    "METRIC_LABELS",
 ]
+
 
 STYLE = {
     "font.size": 9,
@@ -61,55 +76,27 @@ STYLE = {
 }
 DPI = 150
 
-# method -> (axis label, colour)
-METHOD_STYLE = {
-    "neds_finetuned": ("NEDS\nfine-tuned", "#1f5f99"),
-    "neds_scratch": ("NEDS\nfrom scratch", "#74a9cf"),
-    "unimodal_encoding": ("unimodal\nencoding", "#d9822b"),
-    "unimodal_decoding": ("unimodal\ndecoding", "#d9822b"),
-    "linear": ("linear\nbaseline", "#7f7f7f"),
-    "rrr": ("reduced-rank\nregression", "#a6761d"),
-    "oracle": ("oracle\n(true rates)", "#222222"),
-}
-METRIC_LABELS = {
-    "bps_unit_mean": "bits per spike (mean over units)",
-    "bps_pooled": "bits per spike (pooled over units)",
-    "deviance_explained": "Poisson deviance explained",
-    "single_trial_r2": "single-trial R²",
-    "psth_r2": "PSTH R²",
-    "choice_acc": "choice accuracy (fraction correct)",
-    "block_acc": "block accuracy (fraction correct)",
-    "wheel_r2": "wheel speed R²",
-    "whisker_r2": "whisker motion energy R²",
-}
+OTHER_COLOUR = "#444444"  # a column that is not a method of neds.vocab (e.g. an experiment's variant)
 FLOOR = -1.0  # bits per spike and R² below this are drawn on the axis edge as a down triangle
 BLOCK_STYLE = {0: ("pLeft 0.2", "#2166ac"), 1: ("pLeft 0.5", "#888888"), 2: ("pLeft 0.8", "#b2182b")}
 CHOICE_LABELS = {0: "choice −1", 1: "choice +1"}  # IBL choice values of classes 0 / 1
-REGION_COLOURS = {"CA1": "#1b9e77", "DG": "#d95f02", "LP": "#7570b3", "PO": "#e7298a", "VISa": "#66a61e"}
 FEATURE_LABELS = {"input": "input\nembedding", "output": "output\nembedding", "both": "input +\noutput",
                   "mean_rate": "mean rate", "psth": "PSTH"}
-KIND_TITLES = {
-    "pretrain": "pretraining (all pretraining sessions)",
-    "finetune": "fine-tuning (per held-out session)",
-    "scratch": "from scratch (per held-out session)",
-    "encoding": "unimodal encoding (per held-out session)",
-    "decoding": "unimodal decoding (per held-out session)",
-}
 SCORE_LABELS = {
-    "encoding": "validation bits per spike",
-    "decoding": "validation score\n(mean of 4 decoding scores)",
+    ENCODING.name: "validation bits per spike",
+    DECODING.name: "validation score\n(mean of 4 decoding scores)",
 }
 
 
 def save_figure(fig: Figure, png: str | Path, svg: str | Path | None = None) -> None:
-    """Write ``fig`` as PNG at 150 dpi and as SVG (by default beside the PNG, same stem)."""
+    """Write ``fig`` as PNG at 150 dpi and as SVG (by default beside the PNG, same stem), each
+    atomically (:func:`neds.io.files.atomic_write`)."""
     png = Path(png)
     svg = Path(svg) if svg is not None else png.with_suffix(".svg")
-    for path in (png, svg):
-        path.parent.mkdir(parents=True, exist_ok=True)
     with mpl.rc_context(STYLE):
-        fig.savefig(png, dpi=DPI, format="png")
-        fig.savefig(svg, format="svg", metadata={"Date": None})  # no timestamp: reproducible bytes
+        atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+        # no timestamp: reproducible bytes
+        atomic_write(svg, lambda tmp: fig.savefig(tmp, format="svg", metadata={"Date": None}))
 
 
 def _table(table: pd.DataFrame | str | Path) -> pd.DataFrame:
@@ -123,19 +110,20 @@ def _methods(df: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     return [m for m in METHOD_ORDER if m in has] + sorted(set(has) - set(METHOD_ORDER))
 
 
-def _mean_sem(values: np.ndarray) -> tuple[float, float]:
-    if values.size == 0:
-        return np.nan, np.nan
-    sem = values.std(ddof=1) / np.sqrt(values.size) if values.size > 1 else 0.0
-    return float(values.mean()), float(sem)
+def _method_style(method: str) -> tuple[str, str]:
+    """(axis label, colour) of a method of :data:`neds.vocab.METHODS`; any other column is
+    labelled by its name."""
+    m = METHODS.get(method)
+    return (m.label, m.colour) if m is not None else (method, OTHER_COLOUR)
 
 
 def _strip(ax, df: pd.DataFrame, metric: str, methods: list[str], floor: float | None, seed: int = 0) -> None:
-    """One column per method: sessions as jittered points, mean ± s.e.m. as a bar with error bar."""
+    """One column per method: sessions as jittered points, mean ± s.e.m. (:func:`mean_sem`; no
+    error bar for a single session) as a diamond with error bar."""
     rng = np.random.default_rng(seed)  # fixed jitter: the same table gives the same figure
     clipped = False
     for i, method in enumerate(methods):
-        label, colour = METHOD_STYLE.get(method, (method, "#444444"))
+        label, colour = _method_style(method)
         values = df.loc[df["method"] == method, metric].dropna().to_numpy(float)
         x = i - 0.1 + rng.uniform(-0.13, 0.13, values.size)  # points left of centre, the mean to the right
         low = values < floor if floor is not None else np.zeros(values.size, bool)
@@ -143,10 +131,10 @@ def _strip(ax, df: pd.DataFrame, metric: str, methods: list[str], floor: float |
         if low.any():
             clipped = True
             ax.scatter(x[low], np.full(low.sum(), floor), s=30, marker="v", color=colour, zorder=3)
-        mean, sem = _mean_sem(values)
+        mean, sem, _ = mean_sem(values)
         if np.isfinite(mean) and (floor is None or mean >= floor):
             ax.errorbar(i + 0.22, mean, yerr=sem, fmt="D", markersize=5, color="black", capsize=3, linewidth=1.2, zorder=4)
-    ax.set_xticks(range(len(methods)), [METHOD_STYLE.get(m, (m,))[0] for m in methods])
+    ax.set_xticks(range(len(methods)), [_method_style(m)[0] for m in methods])
     ax.set_xlim(-0.6, len(methods) - 0.4)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     if clipped:
@@ -185,7 +173,7 @@ def plot_methods_encoding(metrics: pd.DataFrame | str | Path) -> Figure:
         for ax, metric in zip(axes, panels):
             _strip(ax, df, metric, methods, FLOOR)
             _hline(ax, 0.0, "null (mean rate)", "-")
-            oracle = df.loc[df["method"] == "oracle", metric].dropna()
+            oracle = df.loc[df["method"] == ORACLE, metric].dropna()
             if len(oracle):
                 _hline(ax, float(oracle.mean()), "oracle mean", ":")
             ax.set_title("per-unit bits per spike, mean over units" if metric == "bps_unit_mean" else
@@ -221,8 +209,8 @@ def plot_methods_decoding(metrics: pd.DataFrame | str | Path) -> Figure:
 
 
 def plot_pretraining_gain(metrics: pd.DataFrame | str | Path, gain: pd.DataFrame | str | Path,
-                          panels: Sequence[str] = SELECTION_KEYS,
-                          pretrained: str = "neds_finetuned", scratch: str = "neds_scratch") -> Figure:
+                          panels: Sequence[str] = SELECTION_METRICS,
+                          pretrained: str = NEDS_FINETUNED, scratch: str = NEDS_SCRATCH) -> Figure:
     """Pretrained then fine-tuned vs trained from scratch, one point per held-out session.
 
     Parameters
@@ -244,7 +232,7 @@ def plot_pretraining_gain(metrics: pd.DataFrame | str | Path, gain: pd.DataFrame
                 x, y = pair.iloc[:, 0].to_numpy(), pair.iloc[:, 1].to_numpy()
             else:
                 x = y = np.array([])
-            ax.scatter(x, y, s=30, color=METHOD_STYLE[pretrained][1], edgecolor="white", linewidth=0.5, zorder=3)
+            ax.scatter(x, y, s=30, color=_method_style(pretrained)[1], edgecolor="white", linewidth=0.5, zorder=3)
             values = np.concatenate([x, y, [0.0, 1.0] if metric.endswith("_acc") else []])
             lo, hi = (values.min(), values.max()) if values.size else (0.0, 1.0)
             pad = 0.08 * (hi - lo or 1.0)
@@ -398,17 +386,23 @@ def _probe_json(probe: dict | str | Path) -> dict:
 
 
 def _pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(U, F) -> the (U, 2) scores of the first two principal components and their explained
-    variance fractions (2,)."""
+    """(U, F) -> the (U, 2) scores of the first two principal components (scikit-learn's
+    :class:`~sklearn.decomposition.PCA`) and their explained variance fractions (2,).
+
+    Each component's sign is set so that the unit farthest from the centre along it scores
+    positive, so the same embeddings give the same map whatever sign the SVD returns. With fewer
+    than two components (one unit or one feature) the missing ones are zeros.
+    """
     x = np.asarray(x, np.float64)
-    x = x - x.mean(0)
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    var = s**2 / max((s**2).sum(), 1e-300)
-    scores = u[:, :2] * s[:2]
-    if scores.shape[1] < 2:
-        scores = np.pad(scores, ((0, 0), (0, 2 - scores.shape[1])))
-        var = np.pad(var, (0, 2 - var.size))
-    return scores, var[:2]
+    k = min(2, *x.shape)
+    pca = PCA(n_components=k, svd_solver="full")
+    scores = pca.fit_transform(x)
+    scores = scores * np.where(scores[np.abs(scores).argmax(0), np.arange(k)] < 0, -1.0, 1.0)
+    var = pca.explained_variance_ratio_
+    if k < 2:
+        scores = np.pad(scores, ((0, 0), (0, 2 - k)))
+        var = np.pad(var, (0, 2 - k))
+    return scores, var
 
 
 def _confusion_panel(fig, ax, result: dict, regions: list[str], feature_set: str) -> None:
@@ -434,7 +428,7 @@ def _accuracy_panel(ax, results: dict, chance: float) -> None:
     names = [f for f in FEATURE_LABELS if f in results] + sorted(set(results) - set(FEATURE_LABELS))
     acc = [results[f]["accuracy"] for f in names]
     sem = [results[f].get("accuracy_sem", 0.0) for f in names]
-    colours = ["#1f5f99" if f in ("input", "output", "both") else "#aaaaaa" for f in names]
+    colours = ["#1f5f99" if f in ("input", "output", "both") else "#aaaaaa" for f in names]  # embeddings, then simple features
     ax.bar(range(len(names)), acc, yerr=sem, color=colours, capsize=4, width=0.65)
     _hline(ax, chance, f"chance {chance:.2f} (majority region)")
     ax.set_xticks(range(len(names)), [FEATURE_LABELS.get(f, f) for f in names])
@@ -468,7 +462,7 @@ def plot_probing(probe: dict | str | Path, embeddings: xr.Dataset | str | Path, 
     unit_region = as_str(emb["region"].values)
     scores, var = _pca_2d(emb["embedding"].values)
     palette = mpl.colormaps["tab10"].colors
-    colour = {r: REGION_COLOURS.get(r, palette[i % len(palette)]) for i, r in enumerate(regions)}
+    colour = {r: REGIONS[r].colour if r in REGIONS else palette[i % len(palette)] for i, r in enumerate(regions)}
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(14, 4.4), layout="constrained")
         ax_map, ax_conf, ax_acc = fig.subplots(1, 3, width_ratios=(1.1, 1, 1.1))
@@ -496,28 +490,21 @@ def plot_probing(probe: dict | str | Path, embeddings: xr.Dataset | str | Path, 
     return fig
 
 
-def read_history(path: str | Path) -> pd.DataFrame:
-    """A training run's ``history.jsonl`` as a table, one row per epoch (validation columns NaN on
-    epochs without validation)."""
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return pd.DataFrame(rows)
-
-
 def plot_training_curves(runs: Mapping[str, Sequence[str | Path]]) -> Figure:
     """Training loss and validation score vs epoch, one row per kind of run.
 
     Parameters
     ----------
-    runs : kind ('pretrain', 'finetune', 'scratch', 'encoding', 'decoding') -> history.jsonl
-        paths; a run is labelled by its folder name (the session id for per-session runs). The
-        best validation epoch (the checkpoint kept) is marked with a star.
+    runs : kind (a stage of :data:`neds.vocab.STAGES`) -> history.jsonl paths
+        (:func:`neds.io.history.read_history`); a run is labelled by its folder name (the session
+        id for per-session runs). The best validation epoch (the checkpoint kept) is marked with a
+        star. Rows follow the order of the stages, titled by their ``title``.
 
     The validation score is the mean of the validation metrics the run's mode produces: bits per
     spike and/or choice and block accuracy, wheel and whisker R².
     """
-    kinds = [k for k in KIND_TITLES if runs.get(k)] + [k for k in runs if k not in KIND_TITLES and runs[k]]
-    labels = sorted({Path(p).parent.name for k in kinds if k != "pretrain" for p in runs[k]})
+    kinds = [k for k in STAGES if runs.get(k)] + [k for k in runs if k not in STAGES and runs[k]]
+    labels = sorted({Path(p).parent.name for k in kinds if k != PRETRAIN.name for p in runs[k]})
     palette = mpl.colormaps["tab10"].colors
     colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
     with mpl.rc_context(STYLE):
@@ -525,7 +512,7 @@ def plot_training_curves(runs: Mapping[str, Sequence[str | Path]]) -> Figure:
         axes = np.atleast_2d(fig.subplots(len(kinds), 2, sharex="row"))
         for row, kind in zip(axes, kinds):
             for path in runs[kind]:
-                label = Path(path).parent.name if kind != "pretrain" else "pretraining"
+                label = Path(path).parent.name if kind != PRETRAIN.name else "pretraining"
                 c = colour.get(label, "black")
                 h = read_history(path)
                 row[0].plot(h["epoch"], h["train_loss"], color=c, linewidth=1.5, label=label[:8])
@@ -538,7 +525,7 @@ def plot_training_curves(runs: Mapping[str, Sequence[str | Path]]) -> Figure:
                                     markeredgecolor="black", markeredgewidth=0.5)
             row[0].set_ylabel("training loss\n(summed masked losses)")
             row[1].set_ylabel(SCORE_LABELS.get(kind, "validation score\n(mean of bps and decoding)"))
-            row[0].set_title(KIND_TITLES.get(kind, kind), loc="left")
+            row[0].set_title(STAGES[kind].title if kind in STAGES else kind, loc="left")
             for ax in row:
                 ax.set_xlabel("epoch")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -549,63 +536,17 @@ def plot_training_curves(runs: Mapping[str, Sequence[str | Path]]) -> Figure:
     return fig
 
 
-def summary_html(summary: pd.DataFrame | str | Path, gain: pd.DataFrame | str | Path, title: str = "NEDS evaluation") -> str:
-    """The summary table (mean ± s.e.m. over held-out sessions, per method; encoding and decoding
-    metrics as two tables, each with the methods that produce them) and the pretraining gain, as
-    one self-contained HTML page for the Snakemake report."""
-    summary, gain = _table(summary), _table(gain)
-    metrics = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
-    groups = {"Encoding": [m for m in metrics if m in ENCODING_KEYS or m.startswith("bps_from_")]}
-    groups["Decoding"] = [m for m in metrics if m not in groups["Encoding"]]
-
-    def cell(row, m):
-        mean, sem = row[f"{m}_mean"], row.get(f"{m}_sem", np.nan)
-        if not np.isfinite(mean):
-            return "–"
-        return f"{mean:.3f} ± {sem:.3f}" if np.isfinite(sem) else f"{mean:.3f}"
-
-    parts = []
-    for name, cols in groups.items():
-        rows = summary[summary[[f"{m}_mean" for m in cols]].notna().any(axis=1)] if cols else summary.iloc[:0]
-        if len(rows):
-            table = pd.DataFrame({"method": rows["method"], "sessions": rows["n_sessions"],
-                                  **{m: [cell(r, m) for _, r in rows.iterrows()] for m in cols}})
-            parts.append(f"<h3>{name}</h3>{table.to_html(index=False, border=0)}")
-    gain = gain.copy()
-    for col in gain.columns:
-        if col not in ("metric", "n_sessions"):
-            gain[col] = gain[col].map(lambda v, c=col: f"{v:+.1f}" if c == "gain_percent" else f"{v:.3f}")
-    not_scored = [(m, n) for m, n in zip(summary["method"], summary.get("not_scored", [])) if isinstance(n, str) and n]
-    notes = ("<h3>Not scored</h3><p>A target constant on a session's training or test trials says nothing about "
-             "decoding; that session is left out of the metric's mean.</p><ul>"
-             + "".join(f"<li>{html.escape(m)}: {html.escape(n)}</li>" for m, n in not_scored) + "</ul>") if not_scored else ""
-    style = ("<style>body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse;margin-bottom:1.5em}"
-             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f0f0f0}</style>")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>{style}</head><body>"
-            f"<h2>{title}</h2><p>Held-out sessions, test trials; mean ± s.e.m. over sessions "
-            f"(– where a method does not produce the metric).</p>{''.join(parts)}{notes}"
-            f"<h3>Gain of pretraining over training from scratch (percent of the scratch value)</h3>"
-            f"{gain.to_html(index=False, border=0)}</body></html>\n")
-
-
-EXPERIMENT_METRICS = SELECTION_KEYS
-EXPERIMENT_TITLES = {
-    "seeds": "NEDS over training seeds",
-    "ablation_masking": "masking ablation (pretrained, then fine-tuned)",
-    "model_size": "model size (pretrained, then fine-tuned)",
-    "scaling": "number of pretraining sessions (then fine-tuned)",
-    "finetune_trials": "fraction of the held-out sessions' training trials",
-    "sweep": "hyper-parameter sweep (trained from scratch)",
-}
+EXPERIMENT_METRICS = SELECTION_METRICS
 
 
 def plot_experiment(metrics: pd.DataFrame | str | Path, experiment: str) -> Figure:
     """One panel per headline metric; one column per (variant, model), sessions as points with
     their mean ± s.e.m. ``metrics`` has the columns of results/experiments/<exp>/metrics.tsv
-    (variant, method, eid, split and the metrics)."""
+    (variant, method, eid, split and the metrics); the figure is titled by the experiment's title
+    (:data:`neds.experiments.EXPERIMENT_TITLES`)."""
     df = _table(metrics).copy()
     order = list(dict.fromkeys(df["variant"]))
-    short = {"neds_finetuned": "fine-tuned", "neds_scratch": "scratch"}
+    short = {NEDS_FINETUNED: "fine-tuned", NEDS_SCRATCH: "scratch"}
     df["method"] = [f"{v}\n{short.get(m, m)}" + ("\n(val)" if s == "val" else "") for v, m, s in
                     zip(df["variant"], df["method"], df["split"])]  # fmt: skip
     columns = list(dict.fromkeys(m for v in order for m in df.loc[df["variant"] == v, "method"]))

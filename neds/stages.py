@@ -10,38 +10,23 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from neds.config import check_no_shared_subjects
 from neds.data.session import BinningParams, bin_session
+from neds.io.files import atomic_write
+from neds.io.files import write_json
 from neds.io.ibl import OneSettings, connect, download_session, load_session, one_line
 from neds.io.store import SESSION_COLUMNS, write_table, write_unusable, write_zarr
+from neds.logs import log_to_file
+from neds.vocab import LINEAR, ORACLE, RRR
 
-__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "usable_eids", "run_training", "launch_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "run_score_models", "run_summarize_experiment", "run_table1", "oracle_rates", "log_to_file"]
+__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "usable_eids", "run_training", "launch_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "run_score_models", "run_summarize_experiment", "run_table1", "run_bwb_export", "log_to_file"]
 
 _log = logging.getLogger(__name__)
-
-
-def log_to_file(path: str | Path | None, level: int = logging.INFO) -> None:
-    """Send this process's log records (neds, ONE, ibllib) and its standard error (warnings,
-    progress bars) to ``path``, a rule's log file; None logs to the terminal."""
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        sys.stderr = open(path, "w", buffering=1)  # noqa: SIM115 (lives as long as the job)
-        handlers = [logging.StreamHandler(sys.stderr)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
-
-
-def _write_json(obj: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
 
 
 def run_bin_session(
@@ -104,7 +89,7 @@ def run_bin_session(
             "session %s: %d trials x %d bins x %d units", eid, *result.dataset["spikes"].shape
         )
     write_table(result.dropped, out_dropped)
-    _write_json(result.status, out_status)
+    write_json(result.status, out_status)
     return result.status
 
 
@@ -130,7 +115,7 @@ def run_download_session(eid: str, settings: OneSettings, out_json: str | Path) 
             "revision": settings.revision,
             "probes_dropped": getattr(exc, "probes_dropped", {}),
         }
-    _write_json(summary, out_json)
+    write_json(summary, out_json)
     return summary
 
 
@@ -176,6 +161,10 @@ def usable_eids(sessions_tsv: str | Path, role: str) -> list[str]:
         If none is usable, listing every session of the role with its reason: nothing downstream
         (pretraining, fine-tuning, evaluation) can run, so the run stops here, not later.
     """
+    from neds import vocab
+
+    if role not in vocab.ROLES:
+        raise ValueError(f"unknown session role {role!r}; use one of {vocab.ROLES}")
     table = pd.read_csv(sessions_tsv, sep="\t", keep_default_na=False)
     mine = table.loc[table["role"] == role]
     usable = mine.loc[mine["usable"].astype(str).str.lower() == "true", "eid"].tolist()
@@ -201,9 +190,9 @@ def run_training(
 ) -> dict:
     """Train one model on binned sessions (one rule of the training stage).
 
-    stage : 'pretrain' (multimodal, all given sessions), 'finetune' (multimodal, shared weights
-        from ``pretrained``, new session-specific layers), 'scratch' (multimodal, random init),
-        'encoding' or 'decoding' (the unimodal models, random init).
+    stage : a stage of :data:`neds.vocab.STAGES`: its model mode is the one trained, and a stage
+        that starts from the pretrained model ('finetune': shared weights from ``pretrained``,
+        new session-specific layers) needs ``pretrained``; the others start from random weights.
     stores : binned Zarr stores; their order is the model's session vocabulary
 
     The stores are verified as they are read (:func:`neds.io.store.open_binned`). The run is keyed
@@ -214,21 +203,23 @@ def run_training(
     """
     import torch
 
+    from neds import vocab
     from neds.data.dataset import load_sessions
     from neds.io.store import open_zarr, store_fingerprint
     from neds.train import TrainConfig, build_model, checkpoint_identity, init_shared_from, train
 
-    modes = {"pretrain": "multimodal", "finetune": "multimodal", "scratch": "multimodal", "encoding": "encoding", "decoding": "decoding"}
-    if stage not in modes:
-        raise ValueError(f"unknown training stage {stage!r}; use one of {sorted(modes)}")
-    if (stage == "finetune") != (pretrained is not None):
-        raise ValueError("fine-tuning needs the pretrained checkpoint, and only fine-tuning takes one")
+    kind = vocab.stage(stage)  # ValueError naming the stages for an unknown one
+    if kind.from_pretrained != (pretrained is not None):
+        starts = [s.name for s in vocab.STAGES.values() if s.from_pretrained]
+        raise ValueError(f"{stage}: the stages that start from the pretrained model ({', '.join(starts)}) need its checkpoint, "
+                         "and only they take one")  # fmt: skip
     if threads:
         torch.set_num_threads(threads)
     tcfg = TrainConfig.from_dict(train_config)
     data = load_sessions(stores)
     torch.manual_seed(tcfg.seed)  # the initial weights, like every later draw, come from training.seed
-    model = build_model(model_config, data.n_units, modes[stage])
+    n_bins = int(data.spikes.shape[1])  # the model's time axis is the binned trials' (binning.window_s / bin_size_s)
+    model = build_model({**model_config, "n_bins": n_bins}, data.n_units, kind.mode, eids=list(data.eids))
     extra = {"stage": stage, "stores": [str(s) for s in stores]}
     inputs = {
         "stores": [store_fingerprint(s) for s in stores],
@@ -263,6 +254,9 @@ def launch_training(
     """
     import subprocess
 
+    from neds import vocab
+
+    vocab.stage(stage)  # an unknown stage fails here, not in each of the nproc processes
     if nproc <= 1:
         return run_training(stage, stores, out_dir, model_config, train_config, pretrained, threads)
     out_dir = Path(out_dir)
@@ -272,7 +266,7 @@ def launch_training(
         "train_config": train_config, "pretrained": str(pretrained) if pretrained else None, "threads": threads,
     }  # fmt: skip
     spec_path = out_dir / "launch_spec.json"
-    spec_path.write_text(json.dumps(spec, indent=2))
+    write_json(spec, spec_path)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "neds", "train-spec", str(spec_path),
@@ -284,21 +278,6 @@ def launch_training(
         where = f"; see {log}" if log else ""
         raise RuntimeError(f"distributed {stage} training ({nproc} processes) failed with exit code {done.returncode}{where}")
     return json.loads((out_dir / "summary.json").read_text())
-
-
-def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: np.ndarray) -> np.ndarray:
-    """The simulator's expected counts (K, T, N) for the given ALF trial indices and the store's units."""
-    from neds.io.store import open_binned, verify_store
-
-    ds = open_binned(data_store)
-    truth = verify_store(truth_path)
-    key = {(str(p), int(c)): i for i, (p, c) in enumerate(zip(truth["probe"].values, truth["cluster_id"].values))}
-    try:
-        units = [key[(str(p), int(c))] for p, c in zip(ds["unit_probe"].values, ds["unit_cluster_id"].values)]
-    except KeyError as exc:
-        raise ValueError(f"unit {exc} of {data_store} is not in the ground truth {truth_path}; regenerate both") from None
-    expected = truth["expected_counts"].values  # (all trials, T, all units)
-    return np.asarray(expected[np.asarray(trials)][:, :, units], dtype=np.float64)
 
 
 def _predict_checkpoint(path: str | Path, data, split: str, per_behaviour: bool = True) -> tuple[dict, int]:
@@ -324,15 +303,15 @@ def run_evaluate_session(
 ) -> list[dict]:
     """Score every method on one held-out session's ``split`` trials.
 
-    models : method name -> NEDS checkpoint (e.g. neds_finetuned, neds_scratch, unimodal_encoding,
-        unimodal_decoding). The linear baselines are fitted here; ``rrr`` (the multi-session
+    models : method name -> NEDS checkpoint (the methods of the held-out stages of
+        :data:`neds.vocab.STAGES`). The linear baselines are fitted here; ``rrr`` (the multi-session
         reduced-rank models fitted on the pretraining sessions) is adapted to this session here;
         ``truth`` (simulated data) adds the oracle. Writes one JSON list of rows (method, eid, metrics) and one Zarr store of
         predictions and per-unit metrics per method under ``out_predictions``.
     """
     from neds.data.dataset import load_sessions
     from neds.evaluate.baselines import linear_decoding, linear_encoding
-    from neds.evaluate.evaluation import predictions_dataset, score
+    from neds.evaluate.evaluation import oracle_rates, predictions_dataset, score
 
     data = load_sessions([store])
     eid = data.eids[0]
@@ -342,15 +321,15 @@ def run_evaluate_session(
         methods[name] = (pred, {"checkpoint": str(path), "epoch": epoch})
     enc, enc_info = linear_encoding(data, split)
     dec, dec_info = linear_decoding(data, split)
-    methods["linear"] = ({**enc, **dec}, {**enc_info, **dec_info})
+    methods[LINEAR] = ({**enc, **dec}, {**enc_info, **dec_info})
     if rrr is not None:
         from neds.evaluate.rrr import load_rrr
 
         rrr_enc, rrr_dec = load_rrr(rrr)
-        methods["rrr"] = ({**rrr_enc.predict_session(data, split), **rrr_dec.predict_session(data, split)}, {"fit": str(rrr)})
+        methods[RRR] = ({**rrr_enc.predict_session(data, split), **rrr_dec.predict_session(data, split)}, {"fit": str(rrr)})
     if truth is not None:
         idx = data.indices(split)
-        methods["oracle"] = ({"rate": oracle_rates(truth, store, data.trial[idx].numpy())}, {"source": str(truth)})
+        methods[ORACLE] = ({"rate": oracle_rates(truth, store, data.trial[idx].numpy())}, {"source": str(truth)})
     rows = []
     out_predictions = Path(out_predictions)
     for name, (pred, info) in methods.items():
@@ -359,7 +338,7 @@ def run_evaluate_session(
                      "n_units": int(data.n_units[0]), **row, "info": info})
         ds = predictions_dataset(pred, per_unit, data, split, {"eid": eid, "method": name, "split": split})
         write_zarr(ds, out_predictions / f"{name}.zarr")
-    _write_json({"rows": rows}, out_metrics)
+    write_json({"rows": rows}, out_metrics)
     return rows
 
 
@@ -374,81 +353,32 @@ def run_summarize_evaluation(metric_files: list[str | Path], out_table: str | Pa
     write_table(df, out_table)
     write_table(summary, out_summary)
     write_table(gain, out_gain)
-    Path(out_markdown).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_markdown).write_text(summary_markdown(summary, gain))
+    atomic_write(out_markdown, summary_markdown(summary, gain))
     return summary
 
 
 def run_probe(
     target: str,
-    runs: list[tuple[str | Path, list[str | Path]]],
+    models: Mapping[str, str | Path],
+    stores: Mapping[str, str | Path],
     out_json: str | Path,
     out_embeddings: str | Path,
     seed: int = 0,
 ) -> dict:
-    """Brain-region probing of the unit embeddings of trained models.
+    """Brain-region probing of the unit embeddings of trained models
+    (:func:`neds.evaluate.probing.probe_regions`).
 
-    runs : (checkpoint, its binned stores in the order of its session vocabulary) pairs: one pair
-        for the pretrained model, or one pair per fine-tuned held-out session.
-    Units outside the five target regions are left out (counted in the output).
+    models : eid -> checkpoint: the pretrained model for each of its sessions, or each held-out
+        session's fine-tuned model
+    stores : eid -> binned store, the same eids
+    Writes the probe's summary to ``out_json`` and the probed units' embeddings and out-of-fold
+    predicted regions to the Zarr store ``out_embeddings``.
     """
-    import xarray as xr
+    from neds.evaluate.probing import probe_regions
 
-    from neds.evaluate.probing import FEATURE_SETS, N_FOLDS, TARGET_REGIONS, probe, unit_embeddings
-    from neds.io.store import as_str, open_binned, text_array
-    from neds.train import load_model
-
-    feats: dict[str, list] = {k: [] for k in FEATURE_SETS}
-    regions, sessions, uuids = [], [], []
-    for ckpt_path, stores in runs:
-        model, ckpt = load_model(ckpt_path)
-        datasets = [open_binned(s) for s in stores]
-        if [d.attrs["eid"] for d in datasets] != ckpt["vocab"]["eids"]:
-            raise ValueError(f"stores {stores} do not match the sessions of {ckpt_path}")
-        for emb, ds in zip(unit_embeddings(model), datasets):
-            for key in ("input", "output", "both"):
-                feats[key].append(emb[key])
-            feats["mean_rate"].append(np.log(ds["unit_firing_rate_hz"].values)[:, None])
-            feats["psth"].append(ds["spikes"].values.mean(axis=0).T.astype(np.float64))  # (N, T)
-            regions.append(as_str(ds["unit_region"].values))
-            sessions.append(np.full(ds.sizes["unit"], ds.attrs["eid"]))
-            uuids.append(as_str(ds["unit_uuid"].values))
-    regions_all, sessions_all = np.concatenate(regions), np.concatenate(sessions)
-    # regions with fewer units than cross-validation folds cannot be probed: left out, and said so
-    sizes = {r: int((regions_all == r).sum()) for r in TARGET_REGIONS}
-    probed = [r for r in TARGET_REGIONS if sizes[r] >= N_FOLDS]
-    keep = np.isin(regions_all, probed)
-    labels = regions_all[keep]
-    counts = {r: int((labels == r).sum()) for r in TARGET_REGIONS}
-    out = {
-        "target": target,
-        "n_units": int(keep.sum()),
-        "n_units_outside_targets": int((~np.isin(regions_all, TARGET_REGIONS)).sum()),
-        "regions_left_out": {r: f"{sizes[r]} units, fewer than the {N_FOLDS} folds" for r in TARGET_REGIONS if r not in probed},
-        "units_per_region": counts,
-        "regions": list(TARGET_REGIONS),
-        "chance": max(counts.values()) / max(1, sum(counts.values())),
-    }
-    try:
-        out["results"] = {name: probe(np.concatenate(feats[name])[keep], labels, seed=seed) for name in FEATURE_SETS}
-    except ValueError as exc:  # too few units per region (tiny runs): recorded, not fatal
-        out["skipped"] = str(exc)
-        out["results"] = {}
-        _log.warning("probing %s skipped: %s", target, exc)
-    # per-unit out-of-fold predictions go to the embeddings store, not the JSON
-    predicted = {name: res.pop("predicted") for name, res in out["results"].items()}
-    _write_json(out, out_json)
-    both = np.concatenate(feats["both"])[keep]
-    both = (both - both.mean(0)) / np.where(both.std(0) > 0, both.std(0), 1.0)
-    ds = xr.Dataset(
-        {"embedding": (("unit", "feature"), both.astype(np.float32)),
-         **{f"predicted_{name}": ("unit", text_array(np.asarray(p))) for name, p in predicted.items()}},
-        coords={"region": ("unit", text_array(labels)), "session": ("unit", text_array(sessions_all[keep])),
-                "unit_uuid": ("unit", text_array(np.concatenate(uuids)[keep]))},
-        attrs={"target": target, "description": "standardised input+output layer embeddings (neds.evaluate.probing) "
-               "and each unit's out-of-fold predicted region per feature set (predicted_<features>)"},
-    )  # fmt: skip
-    write_zarr(ds, out_embeddings)
+    out, embeddings = probe_regions(target, models, stores, seed=seed)
+    write_json(out, out_json)
+    write_zarr(embeddings, out_embeddings)
     _log.info("probing %s: %s", target, {k: round(v["accuracy"], 3) for k, v in out["results"].items()})
     return out
 
@@ -477,7 +407,7 @@ def run_score_models(store: str | Path, models: dict[str, str | Path], split: st
         pred, epoch = _predict_checkpoint(path, data, split, per_behaviour=False)
         row, _ = score(pred, data, split)
         rows.append({"method": name, "eid": data.eids[0], "split": split, **row, "epoch": epoch, **(attrs or {})})
-    _write_json({"rows": rows}, out_json)
+    write_json({"rows": rows}, out_json)
     return rows
 
 
@@ -506,44 +436,23 @@ def run_table1(metrics_tsv: str | Path, out_tsv: str | Path, out_md: str | Path)
     if table.empty:
         raise ValueError(f"{metrics_tsv} has no NEDS rows; run the main evaluation first")
     write_table(table, out_tsv)
-    Path(out_md).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_md).write_text(table1_markdown(table))
+    atomic_write(out_md, table1_markdown(table))
     return table
 
 
 def run_bwb_export(
-    sessions: dict[str, dict[str, str | Path]], embeddings: str | Path | None, out_dir: str | Path,
-    label: str, seed: int, method: str, rates_method: str, probe_features: str = "output",
+    stores: Mapping[str, str | Path], predictions: Mapping[str, str | Path], embeddings: str | Path | None,
+    out_dir: str | Path, label: str, seed: int, method: str, rates_method: str, probe_features: str = "output",
 ) -> dict:
-    """Predictions of one method in the IBL BrainWideBench submission layout (:mod:`neds.io.bwb`).
+    """Predictions of one method in the IBL BrainWideBench submission layout
+    (:func:`neds.io.bwb.export_submission`).
 
-    sessions : eid -> {'store': binned store, 'predictions': the evaluation's predictions folder}
+    stores : eid -> held-out binned store; predictions : eid -> the evaluation's predictions
+        folder of that session (the same eids)
     embeddings : the held-out probing run's embeddings store (TS3), or None
-    probe_features : which embedding's out-of-fold predicted regions fill TS3 (input, output, both)
     Writes ``<out_dir>/predictions/``, ``<out_dir>/ground_truth/`` and ``<out_dir>/manifest.json``
     (the files, and any task left out with its reason).
     """
-    from neds.io.bwb import FORMAT_VERSION, export_regions, export_session
+    from neds.io.bwb import export_submission
 
-    out_dir = Path(out_dir)
-    pred_dir, gt_dir = out_dir / "predictions", out_dir / "ground_truth"
-    files, skipped = [], {}
-    for eid, paths in sessions.items():
-        folder = Path(paths["predictions"])
-        files += export_session(folder / f"{method}.zarr", paths["store"], pred_dir, gt_dir, label, seed,
-                                rates=folder / f"{rates_method}.zarr")  # fmt: skip
-    if embeddings is None:
-        skipped["ts3-unit_cosmos"] = "no probing run given"
-    else:
-        try:
-            files += export_regions(embeddings, pred_dir, gt_dir, label, seed, features=probe_features)
-        except ValueError as exc:  # probing skipped (too few units per region): recorded, not fatal
-            skipped["ts3-unit_cosmos"] = str(exc)
-            _log.warning("BWB export: ts3-unit_cosmos left out: %s", exc)
-    manifest = {
-        "format": f"ibl-bwb-eval {FORMAT_VERSION} submission layout", "label": label, "seed": seed,
-        "method": method, "co_smoothing_from": rates_method, "probe_features": probe_features, "sessions": sorted(sessions),
-        "files": sorted(str(Path(f).relative_to(out_dir)) for f in files), "skipped": skipped,
-    }  # fmt: skip
-    _write_json(manifest, out_dir / "manifest.json")
-    return manifest
+    return export_submission(stores, predictions, embeddings, out_dir, label, seed, method, rates_method, probe_features)

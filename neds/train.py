@@ -7,7 +7,7 @@ on CUDA and data-parallel training over several processes started by ``torchrun`
 
 Reproducibility: the data order, the masks and the dropout draws of epoch ``e`` on rank ``r``
 come from generators seeded with ``(seed, e, r)``, so an interrupted run resumed from its last
-checkpoint makes exactly the draws an uninterrupted run makes.
+checkpoint makes exactly the draws an uninterrupted run makes, and checkpoints hold no RNG state.
 
 Resumption is keyed to the run's inputs: every checkpoint holds the run's fingerprint
 (``ckpt["inputs"]``, :func:`run_fingerprint`: the data, the settings, the mode, the pretrained
@@ -27,7 +27,7 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,9 @@ import torch
 import torch.distributed as dist
 
 from neds import __version__
+from neds.config import schema_defaults
 from neds.data.dataset import TrialData
+from neds.io.files import atomic_write, write_json
 from neds.evaluate.evaluation import SELECTION_KEYS, predict_trials, score
 from neds.model.masking import SCHEMES, draw_masks
 from neds.model.neds import LOSS_PARTS, NEDS, ModelConfig, model_summary
@@ -47,6 +49,7 @@ __all__ = [
     "train",
     "evaluate",
     "build_model",
+    "param_groups",
     "load_checkpoint",
     "load_model",
     "init_shared_from",
@@ -81,29 +84,35 @@ class NonFiniteDataError(ValueError):
     """The training data hold NaN or infinite values (named by tensor and session)."""
 
 
+_STAGE_DEFAULTS = schema_defaults("definitions", "stage_settings")  # the schema is the one source of defaults
+_SHARED_DEFAULTS = schema_defaults("training")
+
+
 @dataclass
 class TrainConfig:
-    """Optimisation settings of one training run (config section ``training.<stage>``)."""
+    """Optimisation settings of one training run: config section ``training.<stage>`` over the
+    shared ``training`` keys (:func:`neds.config.train_settings`). Each field's default and meaning
+    are the schema's (``neds/schema/config.schema.yaml``); ``progress`` is not a config key."""
 
-    epochs: int = 100
-    batch_size: int = 16  # global: split evenly over the ranks of a distributed run
-    max_lr: float = 2e-4
-    weight_decay: float = 0.01
-    eps: float = 1e-8
-    warmup_fraction: float = 0.15
-    div_factor: float = 10.0  # the schedule starts at max_lr / div_factor
-    mask_ratio: float = 0.3
-    schemes: tuple[str, ...] | None = None  # None: the schemes of the model's mode
-    loss_weights: dict[str, float] | None = None  # modality -> weight in the total loss (default 1)
-    val_every: int = 5
-    seed: int = 42
-    grad_clip: float = 1.0
-    device: str = "auto"
-    bf16: bool = True  # autocast to bfloat16 on CUDA
-    eval_batch_size: int = 64
-    progress: bool = True
-    keep: str = "best"  # model.pt: 'best' (by validation score) or 'last' (the end of the schedule)
-    train_fraction: float = 1.0  # train on this fraction of each session's training trials
+    epochs: int = _STAGE_DEFAULTS["epochs"]
+    batch_size: int = _STAGE_DEFAULTS["batch_size"]  # global: split evenly over the ranks of a distributed run
+    max_lr: float = _STAGE_DEFAULTS["max_lr"]
+    weight_decay: float = _STAGE_DEFAULTS["weight_decay"]
+    eps: float = _STAGE_DEFAULTS["eps"]
+    warmup_fraction: float = _STAGE_DEFAULTS["warmup_fraction"]
+    div_factor: float = _STAGE_DEFAULTS["div_factor"]  # the schedule starts at max_lr / div_factor
+    mask_ratio: float = _STAGE_DEFAULTS["mask_ratio"]
+    schemes: tuple[str, ...] | None = _STAGE_DEFAULTS["schemes"]  # None: the schemes of the model's mode
+    loss_weights: dict[str, float] | None = field(default_factory=lambda: dict(_SHARED_DEFAULTS["loss_weights"]))
+    val_every: int = _SHARED_DEFAULTS["val_every"]
+    seed: int = _SHARED_DEFAULTS["seed"]
+    grad_clip: float = _STAGE_DEFAULTS["grad_clip"]
+    device: str = _SHARED_DEFAULTS["device"]
+    bf16: bool = _SHARED_DEFAULTS["bf16"]  # autocast to bfloat16 on CUDA
+    eval_batch_size: int = _SHARED_DEFAULTS["eval_batch_size"]
+    progress: bool = True  # progress bars (not a config key: cannot change the weights)
+    keep: str = _SHARED_DEFAULTS["keep"]  # model.pt: 'best' (by validation score) or 'last' (the end of the schedule)
+    train_fraction: float = _STAGE_DEFAULTS["train_fraction"]  # train on this fraction of each session's training trials
 
     def __post_init__(self) -> None:
         unknown = set(self.loss_weights or {}) - set(LOSS_PARTS)
@@ -162,9 +171,13 @@ def _seed_everything(seed: int, epoch: int, rank: int) -> tuple[torch.Generator,
 
 
 # ---------------------------------------------------------------------------------------- models
-def build_model(model_cfg: ModelConfig | dict, n_units: list[int], mode: str = "multimodal") -> NEDS:
+def build_model(
+    model_cfg: ModelConfig | dict, n_units: list[int], mode: str = "multimodal", eids: list[str] | None = None
+) -> NEDS:
+    """A NEDS model in its initial state over the session vocabulary ``eids`` (units ``n_units``;
+    ``eids`` None: :func:`train` names the sessions after its data)."""
     cfg = model_cfg if isinstance(model_cfg, ModelConfig) else ModelConfig(**model_cfg)
-    return NEDS(cfg, n_units, mode)
+    return NEDS(cfg, n_units, mode, eids)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -179,18 +192,35 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 
 def load_model(path: str | Path, map_location="cpu") -> tuple[NEDS, dict]:
-    """The model of a checkpoint, in eval mode, and the checkpoint dict."""
+    """The model of a checkpoint, in eval mode, and the checkpoint dict.
+
+    The session vocabulary saved with the weights (``model.eids``) must be the checkpoint's
+    (``ckpt["vocab"]["eids"]``); a ValueError says so otherwise, or if the weights are not those
+    of this version's model.
+    """
     ckpt = load_checkpoint(path, map_location)
-    model = build_model(ckpt["model_config"], ckpt["vocab"]["n_units"], ckpt["mode"])
-    model.load_state_dict(ckpt["model_state"])
+    vocab = ckpt["vocab"]
+    model = build_model(ckpt["model_config"], vocab["n_units"], ckpt["mode"], vocab["eids"])
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not hold the weights of this version's NEDS model ({exc}); retrain it") from exc
+    if model.eids != list(vocab["eids"]):
+        raise ValueError(
+            f"{path}: the weights are indexed by the sessions {model.eids}, the checkpoint's vocabulary lists "
+            f"{vocab['eids']}; the checkpoint is inconsistent, retrain it"
+        )
     return model.eval(), ckpt
 
 
 def init_shared_from(model: NEDS, checkpoint: str | Path) -> list[str]:
-    """Copy the shared weights (transformer, embeddings, mask token) of a pretrained checkpoint.
+    """Copy the shared weights of a pretrained checkpoint: everything outside ``model.sessions``
+    (:meth:`~neds.model.neds.NEDS.shared_state_dict`: modality and time embeddings, mask token,
+    transformer).
 
-    The session-specific layers and the session embedding of ``model`` stay as initialised:
-    fine-tuning adds new ones for the new animal. Returns the names of the copied tensors.
+    The session layers of ``model`` (stitchers, session embedding, heads) and its session
+    vocabulary stay as initialised: fine-tuning learns new ones for the new animal. Returns the
+    names of the copied tensors.
     """
     ckpt = load_checkpoint(checkpoint)
     pretrained = ckpt["model_state"]
@@ -219,6 +249,25 @@ def training_trials(data: TrialData, fraction: float = 1.0) -> torch.Tensor:
         order = torch.from_numpy(np.random.default_rng(0).permutation(len(own)))
         keep.append(own[order[: max(1, round(fraction * len(own)))]].sort().values)
     return torch.cat(keep)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: ``weight_decay`` on every parameter of two or more dimensions,
+    none on the others and on the embeddings.
+
+    Decayed are the weight matrices and the session layers' stacked (S, ...) tensors, their
+    per-session biases and pooling weights included. Not decayed are vectors (biases and norms of
+    the transformer, the mask token) and what a module lists by name in its ``no_weight_decay``
+    attribute, its embeddings: for :class:`~neds.model.neds.NEDS` the modality and time embeddings
+    and the mask token, for :class:`~neds.model.neds.SessionEmbedding` its weight.
+    """
+    exempt = {
+        id(getattr(module, name)) for module in model.modules() for name in getattr(module, "no_weight_decay", ())
+    }
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim >= 2 and id(p) not in exempt else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -262,23 +311,12 @@ def _finite_mean(values: list[float]) -> float:
 
 # ---------------------------------------------------------------------------------------- checkpoints
 def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(rec) + "\n" for rec in history))
-    os.replace(tmp, path)
-
-
-def _rng_states() -> dict:
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
+    """The run's ``history.jsonl`` (one JSON record per epoch; read by :func:`neds.io.history.read_history`)."""
+    atomic_write(path, "".join(json.dumps(rec) + "\n" for rec in history))
 
 
 # ---------------------------------------------------------------------------------------- fingerprints
@@ -434,6 +472,10 @@ def train(
     rank, world = setup_distributed(device)
     if len(model.n_units) != len(data.eids) or model.n_units.tolist() != list(data.n_units):
         raise ValueError("the model's session vocabulary does not match the data (units per session differ)")
+    if model.eids is None:
+        model.sessions.eids = list(data.eids)  # a vocabulary not yet named takes the names of its data
+    elif model.eids != list(data.eids):
+        raise ValueError(f"the model's sessions {model.eids} are not the data's {list(data.eids)}")
     _check_data(data)
     schemes = tcfg.schemes or MODE_SCHEMES[model.mode]
     if tcfg.batch_size % world:
@@ -448,16 +490,8 @@ def train(
     total_steps = steps_per_epoch * tcfg.epochs
 
     model.to(device)
-    def decays(name: str, p: torch.Tensor) -> bool:  # weight matrices; not biases, norms, embeddings
-        return p.ndim >= 2 and "emb" not in name and "mask_token" not in name
-
-    decay = [p for n, p in model.named_parameters() if decays(n, p)]
-    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=tcfg.max_lr / tcfg.div_factor,
-        eps=tcfg.eps,
-    )
+    optimizer = torch.optim.AdamW(param_groups(model, tcfg.weight_decay), lr=tcfg.max_lr / tcfg.div_factor, eps=tcfg.eps)
+    clipped = model.canonical_parameters()  # a fixed order: the clipping norm is a float sum over tensors
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=tcfg.max_lr,
@@ -527,7 +561,6 @@ def train(
                 "model_state": model_state,
                 "optimizer_state": optimizer.state_dict(),
                 "scheduler_state": scheduler.state_dict(),
-                "rng_state": _rng_states(),
                 "state": state,
                 "model_config": asdict(model.cfg),
                 "train_config": asdict(tcfg),
@@ -587,7 +620,7 @@ def train(
             loss, parts = model.loss(out, batch, masks, tcfg.loss_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip else None
+            grad_norm = torch.nn.utils.clip_grad_norm_(clipped, tcfg.grad_clip) if tcfg.grad_clip else None
             optimizer.step()
             scheduler.step()
             state["step"] += 1
@@ -663,8 +696,5 @@ def _write_outputs(out_dir: Path, kept: Path, fingerprint: dict, history: list[d
         raise NonFiniteLossError(f"{kept} holds non-finite weights ({', '.join(bad[:5])}); model.pt is not written. "
                                  f"Delete {kept.parent} and rerun with a lower training.max_lr")  # fmt: skip
     del ckpt
-    shutil.copyfile(kept, out_dir / ".model.pt.tmp")
-    os.replace(out_dir / ".model.pt.tmp", out_dir / "model.pt")
-    tmp = out_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    os.replace(tmp, out_dir / "summary.json")
+    atomic_write(out_dir / "model.pt", lambda tmp: shutil.copyfile(kept, tmp))
+    write_json(summary, out_dir / "summary.json")

@@ -118,3 +118,59 @@ def test_masking_ablation_names_real_schemes():
 
     for left_out in MASKING_VARIANTS.values():
         assert set(left_out) <= set(SCHEMES)
+
+
+# ------------------------------------------------------------------ one schema, one set of defaults
+def test_defaults_inside_definitions_are_filled():
+    cfg = validate_config({**default_config(), "training": {"pretrain": {"epochs": 5}, "decoding": {"max_lr": 0.01}}})
+    pretrain, decoding = cfg["training"]["pretrain"], cfg["training"]["decoding"]
+    assert pretrain["epochs"] == 5 and pretrain["batch_size"] == 16 and pretrain["weight_decay"] == 0.01
+    assert decoding["max_lr"] == 0.01 and decoding["epochs"] == 60 and decoding["mask_ratio"] == 0.3
+    assert cfg["training"]["finetune"]["epochs"] == 60  # a stage left out entirely
+    assert validate_config(default_config())["training"]["pretrain"]["epochs"] == 30
+
+
+def test_dataclass_defaults_are_the_schemas():
+    from dataclasses import fields
+
+    from neds.config import schema_defaults, train_settings
+    from neds.model.neds import ModelConfig
+    from neds.train import TrainConfig
+
+    model = schema_defaults("model")
+    for f in fields(ModelConfig):
+        if f.name in model:
+            assert getattr(ModelConfig(), f.name) == model[f.name], f.name
+    assert set(model) - {f.name for f in fields(ModelConfig)} == {"pretrain_n_layers"}  # model_settings resolves it
+    # a stage that sets nothing trains exactly as TrainConfig() does
+    settings = train_settings(validate_config({**default_config(), "training": {}}), "finetune")
+    assert TrainConfig.from_dict({**settings, "progress": True}) == TrainConfig()
+    config_keys = set(settings)
+    assert {f.name for f in fields(TrainConfig)} - config_keys == {"progress"}
+    for name in config_keys:
+        assert getattr(TrainConfig(), name) == settings[name], name
+
+
+def test_schema_speaks_the_vocabulary():
+    from neds import vocab
+    from neds.config import schema
+
+    s = schema()
+    training = s["properties"]["training"]["properties"]
+    assert [k for k in training if k in vocab.STAGES] == list(vocab.STAGES)
+    assert s["definitions"]["stage_settings"]["properties"]["schemes"]["items"]["enum"] == list(vocab.MASKING_SCHEMES)
+    assert list(s["definitions"]["loss_weights"]["properties"]) == list(vocab.MODALITIES)
+    bwb = s["properties"]["bwb"]["properties"]
+    assert set(bwb["method"]["enum"]) | set(bwb["co_smoothing_method"]["enum"]) <= set(vocab.METHODS)
+
+
+def test_schema_ships_inside_the_package():
+    from importlib import resources
+
+    from neds.config import SCHEMA_PATH
+
+    assert resources.files("neds").joinpath("schema", "config.schema.yaml").is_file()
+    assert SCHEMA_PATH.parent.parent == Path(__import__("neds").__file__).parent
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'neds = ["schema/*.yaml"]' in pyproject  # package data: a non-editable install validates too
+    assert not (ROOT / "workflow" / "schemas").exists()  # no second copy

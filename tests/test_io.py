@@ -150,3 +150,31 @@ def test_retries_back_off_then_succeed_or_raise():
         with_retries(lambda: (_ for _ in ()).throw(ConnectionError("down")), retries=2, backoff_s=0.0, sleep=waits.append)
     with pytest.raises(KeyError):  # not transient: no retry
         with_retries(lambda: {}["x"], retries=5, backoff_s=0.0, sleep=lambda s: pytest.fail("retried"))
+
+
+def test_atomic_write_text_bytes_folders_and_failures(tmp_path):
+    import json
+
+    from neds.io.files import atomic_write, write_json
+
+    out = tmp_path / "sub" / "summary.md"
+    assert atomic_write(out, "mean ± s.e.m.\n") == out  # parents created, text as UTF-8
+    assert out.read_bytes() == "mean ± s.e.m.\n".encode()
+    atomic_write(out, b"\x00\x01")  # bytes replace the file
+    assert out.read_bytes() == b"\x00\x01"
+
+    def half_written(tmp):
+        tmp.write_text("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(out, half_written)
+    assert out.read_bytes() == b"\x00\x01"  # the previous file, whole
+    folder = tmp_path / "store.zarr"
+    for n in (1, 2):  # a folder written by a function, then replaced
+        atomic_write(folder, lambda tmp, n=n: (tmp.mkdir(), (tmp / "x").write_text(str(n))))
+    assert (folder / "x").read_text() == "2"
+    write_json({"path": tmp_path, "n": 1}, tmp_path / "a.json")
+    text = (tmp_path / "a.json").read_text()
+    assert text.endswith("}\n") and json.loads(text) == {"path": str(tmp_path), "n": 1}
+    assert sorted(p.name for p in tmp_path.rglob("*.tmp")) == []  # no temporary left behind

@@ -1,12 +1,16 @@
 """NEDS model and multi-task masking: shapes, mask table, loss selection, batched session layers."""
 
+import io
+
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from neds.data.dataset import random_trials
 from neds.model.masking import BEHAVIOURS, SCHEMES, draw_masks, eval_masks, scheme_masks
-from neds.model.neds import MODES, ModelConfig, NEDS, dropout
+from neds.model.neds import MODES, NEDS, ModelConfig, SpikeHead, dropout
+from neds.train import param_groups
 
 TINY = ModelConfig(hidden=32, n_heads=4, mlp=64, n_layers=2, dropout=0.0, token_dropout=0.0)
 UNITS = [7, 12, 5]
@@ -148,9 +152,10 @@ def test_batched_session_layers_equal_a_per_session_loop():
     for row, trial in enumerate(idx):
         s, n = int(data.session[trial]), UNITS[int(data.session[trial])]
         x = data.spikes[trial, :, :n].float()  # (T, N): the session's own units, no padding
-        lin1 = F.linear(x, model.spk_w1[s, :n, : 2 * n].T, model.spk_b1[s, : 2 * n])
-        tok = F.linear(F.softsign(lin1), model.spk_w2[s, : 2 * n].T, model.spk_b2[s])
-        emb = model.modality_emb[0] + model.time_emb + model.session_emb[s]
+        stitcher = model.sessions.spike_stitcher
+        lin1 = F.linear(x, stitcher.w1[s, :n, : 2 * n].T, stitcher.b1[s, : 2 * n])
+        tok = F.linear(F.softsign(lin1), stitcher.w2[s, : 2 * n].T, stitcher.b2[s])
+        emb = model.modality_emb[0] + model.time_emb + model.sessions.embedding.weight[s]
         expected = torch.where(masks.spikes[row][:, None], model.mask_token, tok) + emb
         torch.testing.assert_close(tokens[row, 0], expected, rtol=1e-5, atol=1e-5)
         # the same trial alone gives the same outputs as inside the mixed batch
@@ -207,14 +212,91 @@ def test_init_scales_of_the_unit_layers():
     ref = NEDS(TINY, [7, 5])
     torch.manual_seed(0)
     zero = NEDS(ModelConfig(**{**vars(TINY), "readout_init_scale": 0.0, "stitcher_init_scale": 0.5}), [7, 5])
-    assert torch.count_nonzero(zero.spk_out_w) == 0
-    assert torch.allclose(zero.spk_w1, 0.5 * ref.spk_w1)
+    assert torch.count_nonzero(zero.sessions.spike_head.weight) == 0
+    assert torch.allclose(zero.sessions.spike_stitcher.w1, 0.5 * ref.sessions.spike_stitcher.w1)
     # the other weights are drawn as before: only the two scaled tensors differ
     for (name, a), b in zip(ref.state_dict().items(), zero.state_dict().values()):
-        if name not in ("spk_out_w", "spk_w1"):
+        if name not in ("sessions.spike_head.weight", "sessions.spike_stitcher.w1"):
             assert torch.equal(a, b), name
     # a zero readout still learns: its gradient does not vanish
     batch = random_trials([7, 5], 4).batch(torch.arange(8))
     masks = draw_masks(8, 100, 0.3, torch.Generator().manual_seed(0), ("neural",))
     zero.loss(zero(batch, masks), batch, masks)[0].backward()
-    assert zero.spk_out_w.grad.abs().sum() > 0
+    assert zero.sessions.spike_head.weight.grad.abs().sum() > 0
+
+
+SESSION_TOKEN_LAYERS = [
+    "sessions.spike_stitcher.w1", "sessions.spike_stitcher.b1", "sessions.spike_stitcher.w2", "sessions.spike_stitcher.b2",
+    "sessions.behaviour_stitcher.dynamic_w1", "sessions.behaviour_stitcher.dynamic_b1",
+    "sessions.behaviour_stitcher.static_w1", "sessions.behaviour_stitcher.static_b1",
+    "sessions.behaviour_stitcher.w2", "sessions.behaviour_stitcher.b2",
+]
+SESSION_HEADS = [
+    "sessions.spike_head.weight", "sessions.spike_head.bias", "sessions.behaviour_heads.dynamic_w",
+    "sessions.behaviour_heads.dynamic_b", "sessions.behaviour_heads.static_pool", "sessions.behaviour_heads.choice_w",
+    "sessions.behaviour_heads.choice_b", "sessions.behaviour_heads.block_w", "sessions.behaviour_heads.block_b",
+]  # fmt: skip
+
+
+def test_everything_under_sessions_is_left_out_of_the_shared_weights():
+    model = NEDS(TINY, UNITS)
+    shared = model.shared_state_dict()
+    assert {"modality_emb", "time_emb", "mask_token", "blocks.1.fc2.weight", "ln_f.bias"} <= set(shared)
+    assert not any(k.startswith("sessions.") for k in shared)
+    session_numel = sum(p.numel() for n, p in model.named_parameters() if n.startswith("sessions."))
+    assert model.n_shared_parameters() == sum(p.numel() for p in model.parameters()) - session_numel
+    n_shared = model.n_shared_parameters()
+    # a session-specific layer added later is session-specific by where it lives: nothing to list
+    model.sessions.pupil_w = nn.Parameter(torch.zeros(len(UNITS), TINY.hidden))
+    model.sessions.pupil_head = SpikeHead(len(UNITS), TINY.hidden, 1)
+    assert model.shared_state_dict().keys() == shared.keys() and model.n_shared_parameters() == n_shared
+    assert {"sessions.pupil_w", "sessions.pupil_head.weight"} <= set(model.state_dict())
+
+
+def test_canonical_parameter_order():
+    """Every parameter once, in the order gradient clipping reduces them (the order of the model
+    before its session layers were grouped, so that training runs reproduce bit for bit)."""
+    model = NEDS(TINY, UNITS)
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for p in model.canonical_parameters()]
+    transformer = [n for n, _ in model.named_parameters() if n.startswith(("blocks.", "ln_f."))]
+    assert order == [
+        *SESSION_TOKEN_LAYERS, "modality_emb", "time_emb", "sessions.embedding.weight", "mask_token", *SESSION_HEADS,
+        *transformer,
+    ]  # fmt: skip
+    model.sessions.pupil_w = nn.Parameter(torch.zeros(len(UNITS), TINY.hidden))
+    order = [p for p in model.canonical_parameters()]
+    assert len(order) == len(list(model.parameters())) and {id(p) for p in order} == {id(p) for p in model.parameters()}
+
+
+def test_weight_decay_groups():
+    """Decay on every matrix and stacked session tensor (per-session biases included), none on
+    vectors and on the embeddings the modules declare."""
+    model = NEDS(TINY, UNITS)
+    decay, no_decay = param_groups(model, 0.1)
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.1, 0.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed, not_decayed = ({names[id(p)] for p in g["params"]} for g in (decay, no_decay))
+    linears = {f"blocks.{i}.{layer}.weight" for i in range(TINY.n_layers) for layer in ("qkv", "proj", "fc1", "fc2")}
+    assert decayed == set(SESSION_TOKEN_LAYERS) | set(SESSION_HEADS) | linears
+    assert not_decayed == set(names.values()) - decayed
+    assert {"modality_emb", "time_emb", "mask_token", "sessions.embedding.weight", "ln_f.weight"} <= not_decayed
+
+
+def test_session_vocabulary_round_trips_through_the_state_dict():
+    eids = ["eid-a", "eid-b", "eid-c"]
+    model = NEDS(TINY, UNITS, eids=eids)
+    state = model.state_dict()
+    assert "sessions._extra_state" in state and "sessions._extra_state" not in model.shared_state_dict()
+    assert all(torch.is_tensor(v) for v in state.values())  # state-dict readers may assume tensors
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    unnamed = NEDS(TINY, UNITS)
+    assert unnamed.eids is None
+    unnamed.load_state_dict(torch.load(buffer))
+    assert unnamed.eids == eids and unnamed.n_units.tolist() == UNITS
+    with pytest.raises(ValueError, match="3 distinct ids"):
+        NEDS(TINY, UNITS, eids=["eid-a", "eid-b"])
+    with pytest.raises(ValueError, match="3 distinct ids"):
+        NEDS(TINY, UNITS, eids=["eid-a", "eid-a", "eid-b"])

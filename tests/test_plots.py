@@ -10,7 +10,8 @@ import pytest
 import xarray as xr
 
 from neds import plots
-from neds.evaluate.tables import pretraining_gain, summarize
+from neds.evaluate.tables import pretraining_gain, summarize, summary_html
+from neds.io.history import read_history
 from neds.io.store import text_array, write_zarr
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -64,6 +65,21 @@ def test_methods_encoding(metrics, tmp_path):
     # each method column: its sessions' points
     n_points = sum(len(c.get_offsets()) for c in ax_pooled.collections if c.get_offsets().ndim == 2 and len(c.get_offsets()) == 3)
     assert n_points == 15
+
+
+def test_error_bars_follow_the_mean_sem_rule():
+    """A column with one session (after its NaNs are dropped) shows its mean without an error bar;
+    a column with two shows mean ± s.e.m. (neds.evaluate.tables.mean_sem)."""
+    df = pd.DataFrame([{"method": "neds_finetuned", "eid": "s1", "bps_unit_mean": 0.2, "bps_pooled": 0.3},
+                       {"method": "linear", "eid": "s1", "bps_unit_mean": 0.1, "bps_pooled": 0.1},
+                       {"method": "linear", "eid": "s2", "bps_unit_mean": 0.15, "bps_pooled": np.nan}])  # fmt: skip
+    ax_mean, ax_pooled = plots.plot_methods_encoding(df).axes
+    bars = {round(c.lines[0].get_xdata()[0]): c for c in ax_mean.containers}  # column -> its mean's error bar
+    assert bars[0].lines[0].get_ydata()[0] == 0.2 and not len(bars[0].lines[2][0].get_segments()[0])
+    (_, low), (_, high) = bars[1].lines[2][0].get_segments()[0]
+    assert bars[1].lines[0].get_ydata()[0] == pytest.approx(0.125) and (low, high) == pytest.approx((0.1, 0.15))
+    linear = next(c for c in ax_pooled.containers if round(c.lines[0].get_xdata()[0]) == 1)
+    assert linear.lines[0].get_ydata()[0] == 0.1 and not len(linear.lines[2][0].get_segments()[0])  # one value left
 
 
 def test_saved_files_are_reproducible(metrics, tmp_path):
@@ -224,6 +240,18 @@ def test_pca_2d_finds_the_dominant_axis():
     scores, var = plots._pca_2d(x)
     assert scores.shape == (200, 2) and var[0] > 0.95
     assert abs(np.corrcoef(scores[:, 0], x[:, 0])[0, 1]) > 0.99
+    # the projection of an SVD of the centred data, up to each component's sign
+    u, s, _ = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    svd = u[:, :2] * s[:2]
+    np.testing.assert_allclose(np.abs(scores), np.abs(svd), atol=1e-9)
+    np.testing.assert_allclose(var, s[:2] ** 2 / (s**2).sum())
+    # the sign is fixed by the data, not by the SVD: the farthest unit scores positive, and a
+    # mirrored copy of the data gives the same map
+    assert all(scores[np.abs(scores[:, k]).argmax(), k] > 0 for k in range(2))
+    np.testing.assert_allclose(plots._pca_2d(-x)[0], scores, atol=1e-9)
+    # one feature: the second component is zeros
+    one, var1 = plots._pca_2d(x[:, :1])
+    assert one.shape == (200, 2) and not one[:, 1].any() and var1[0] == pytest.approx(1.0) and var1[1] == 0
 
 
 def test_training_curves(tmp_path):
@@ -254,12 +282,12 @@ def test_training_curves(tmp_path):
 def test_read_history(tmp_path):
     path = tmp_path / "history.jsonl"
     path.write_text('{"epoch": 1, "train_loss": 2.0}\n{"epoch": 2, "train_loss": 1.0, "val_score": 0.5}\n')
-    h = plots.read_history(path)
+    h = read_history(path)
     assert list(h["epoch"]) == [1, 2] and np.isnan(h["val_score"][0]) and h["val_score"][1] == 0.5
 
 
 def test_summary_html(metrics):
-    html = plots.summary_html(summarize(metrics), pretraining_gain(metrics))
+    html = summary_html(summarize(metrics), pretraining_gain(metrics))
     assert html.startswith("<!DOCTYPE html>") and html.count("<table") == 3  # encoding, decoding, gain
     encoding, decoding = html.split("<h3>Decoding</h3>")[0], html.split("<h3>Decoding</h3>")[1].split("<h3>Gain")[0]
     assert "oracle" in encoding and "oracle" not in decoding and "unimodal_decoding" not in encoding

@@ -28,15 +28,15 @@ def _threads():
     torch.set_num_threads(1)
 
 
-def write_store(path, eid: str, n_units: int, split_seed: int, n_trials: int = 20) -> str:
+def write_store(path, eid: str, n_units: int, split_seed: int, n_trials: int = 20, n_bins: int = 100) -> str:
     """A binned store whose split is drawn with ``split_seed`` (as bin_session draws it)."""
     rng = np.random.default_rng(sum(map(ord, eid)))  # the recording: the same whatever the split
     split = np.random.default_rng(split_seed).permutation(["train"] * (n_trials - 4) + ["val"] * 2 + ["test"] * 2)
     ds = xr.Dataset(
         {
-            "spikes": (("trial", "time", "unit"), rng.poisson(0.4, (n_trials, 100, n_units)).astype(np.uint16)),
-            "wheel_speed": (("trial", "time"), rng.random((n_trials, 100)).astype(np.float32)),
-            "whisker_motion_energy": (("trial", "time"), rng.random((n_trials, 100)).astype(np.float32)),
+            "spikes": (("trial", "time", "unit"), rng.poisson(0.4, (n_trials, n_bins, n_units)).astype(np.uint16)),
+            "wheel_speed": (("trial", "time"), rng.random((n_trials, n_bins)).astype(np.float32)),
+            "whisker_motion_energy": (("trial", "time"), rng.random((n_trials, n_bins)).astype(np.float32)),
             "choice": (("trial",), rng.integers(0, 2, n_trials).astype(np.int8)),
             "block": (("trial",), rng.integers(0, 3, n_trials).astype(np.int8)),
         },
@@ -173,3 +173,11 @@ def test_finetune_is_keyed_to_the_pretrained_weights(refs, tmp_path, caplog):
         second = run_training("finetune", store, tmp_path / "fine", MODEL, one_epoch, pretrained=pretrained)
     assert "inputs that differ: pretrained" in caplog.text
     assert second["inputs"]["digest"] != first["inputs"]["digest"]
+
+
+def test_the_model_takes_its_time_axis_from_the_binned_trials(tmp_path):
+    """A trial window other than the default 2 s (here 40 bins) trains and predicts."""
+    store = write_store(tmp_path / "a.zarr", EIDS[0], 5, split_seed=0, n_bins=40)
+    run_training("scratch", [store], tmp_path / "run", MODEL, {**TRAIN, "epochs": 1})
+    model, ckpt = load_model(tmp_path / "run" / "model.pt")
+    assert model.cfg.n_bins == 40 and ckpt["model_config"]["n_bins"] == 40

@@ -15,7 +15,7 @@ from neds.config import ConfigError, check_no_shared_subjects
 from neds.data.dataset import random_trials
 from neds.evaluate.evaluation import score, unscorable_targets
 from neds.evaluate.tables import collect_rows, pretraining_gain, summarize, summary_markdown
-from neds.plots import summary_html
+from neds.evaluate.tables import summary_html
 from neds.stages import run_summarize_evaluation, run_summarize_sessions, usable_eids
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -83,7 +83,7 @@ def test_clean_store_round_trips_with_its_fingerprint(store):
 
 def test_deleted_chunk_is_refused_naming_the_store(store):
     (store / "spikes" / "c" / "1" / "0" / "0").unlink()  # reads back as zeros without the check
-    for read in (open_binned, lambda p: open_binned(p, load=False), verify_store, lambda p: load_sessions([p])):
+    for read in (open_binned, verify_store, lambda p: load_sessions([p])):
         with pytest.raises(CorruptStoreError, match=r"spikes differ") as err:
             read(store)
         assert str(store) in str(err.value) and "bin_session" in str(err.value) and EID in str(err.value)
@@ -262,7 +262,7 @@ def test_predictions_and_ground_truth_readers_verify_too(tmp_path):
     ground truth carry fingerprints too; the figures, the BrainWideBench export and the oracle
     refuse a corrupt one rather than draw or score it."""
     from neds.plots import plot_examples
-    from neds.stages import oracle_rates
+    from neds.evaluate.evaluation import oracle_rates
 
     pred = tmp_path / "neds_finetuned.zarr"
     rng = np.random.default_rng(0)

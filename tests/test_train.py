@@ -80,7 +80,14 @@ def test_outputs_and_evaluation(tmp_path):
     assert (tmp_path / "model.pt").exists() and (tmp_path / "summary.json").exists()
     assert summary["best_epoch"] == 2 and summary["vocab"]["n_units"] == [5, 9]
     model, ckpt = load_model(tmp_path / "model.pt")
-    assert ckpt["vocab"]["eids"] == data.eids
+    assert ckpt["vocab"]["eids"] == data.eids and model.eids == data.eids  # the vocabulary is saved with the weights
+    other = torch.load(tmp_path / "model.pt", weights_only=False)
+    other["vocab"]["eids"] = other["vocab"]["eids"][::-1]
+    torch.save(other, tmp_path / "inconsistent.pt")
+    with pytest.raises(ValueError, match="indexed by the sessions"):
+        load_model(tmp_path / "inconsistent.pt")
+    with pytest.raises(ValueError, match="not the data's"):
+        train(build_model(TINY, data.n_units, eids=["x", "y"]), data, TrainConfig(epochs=1, **FAST), tmp_path / "x")
     metrics = evaluate(model, data, "val")
     assert set(metrics) == {"bps", "choice_acc", "block_acc", "wheel_r2", "whisker_r2", "score"}
     enc = build_model(TINY, data.n_units, "encoding")
@@ -133,12 +140,14 @@ def test_finetune_keeps_shared_weights_and_adds_the_session(tmp_path):
     new_data.eids = ["new-animal"]
     fine = build_model(TINY, new_data.n_units)
     copied = init_shared_from(fine, tmp_path / "pre" / "model.pt")
-    assert "blocks.0.qkv.weight" in copied and "mask_token" in copied and "session_emb" not in copied
+    assert "blocks.0.qkv.weight" in copied and "mask_token" in copied
+    assert not any(name.startswith("sessions.") for name in copied)  # no session layer, no session vocabulary
     for name, value in pretrained.shared_state_dict().items():
         assert torch.equal(fine.state_dict()[name], value), name
-    assert fine.spk_w1.shape[1] == 11 and fine.session_emb.shape[0] == 1  # new session-specific layers
+    assert fine.sessions.spike_stitcher.w1.shape[1] == 11 and fine.sessions.embedding.weight.shape[0] == 1  # new ones
     summary = train(fine, new_data, TrainConfig(epochs=1, **FAST), tmp_path / "fine")
     assert summary["vocab"] == {"eids": ["new-animal"], "n_units": [11]}
+    assert fine.eids == ["new-animal"]  # built unnamed, named after the data it is fine-tuned on
     # a checkpoint of another model size cannot be loaded into this one
     other = build_model(ModelConfig(hidden=16, n_heads=2, mlp=32, n_layers=1), [4])
     with pytest.raises(ValueError, match="does not match"):

@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 from neds.data.dataset import TrialData
 from neds.evaluate.metrics import bits_per_spike, r2_score
+from neds.vocab import DYNAMIC_BEHAVIOURS, N_CLASSES
 
 __all__ = ["RidgePath", "behaviour_design", "spike_design", "linear_encoding", "linear_decoding", "ALPHAS", "CS"]
 
@@ -52,8 +53,8 @@ def behaviour_design(data: TrialData, idx) -> np.ndarray:
         [
             data.wheel[idx].numpy(),
             data.whisker[idx].numpy(),
-            np.eye(2)[data.choice[idx].numpy()],
-            np.eye(3)[data.block[idx].numpy()],
+            np.eye(N_CLASSES["choice"])[data.choice[idx].numpy()],
+            np.eye(N_CLASSES["block"])[data.block[idx].numpy()],
         ],
         axis=1,
     ).astype(np.float64)
@@ -93,14 +94,14 @@ def linear_decoding(data: TrialData, split: str = "test") -> tuple[dict[str, np.
     x_tr, x_va, x_te = _zscore(spike_design(data, tr), spike_design(data, va), spike_design(data, te))
     pred: dict[str, np.ndarray] = {}
     info: dict = {}
-    for name in ("wheel", "whisker"):
+    for name in DYNAMIC_BEHAVIOURS:
         y = getattr(data, name).numpy().astype(np.float64)
         path = RidgePath(x_tr, y[tr])
         scores = {a: r2_score(y[va], path.predict(x_va, a)) for a in ALPHAS}
         best = max(scores, key=lambda a: -np.inf if np.isnan(scores[a]) else scores[a])
         pred[name] = path.predict(x_te, best)
         info[f"{name}_alpha"] = best
-    for name, n_classes in (("choice", 2), ("block", 3)):
+    for name, n_classes in N_CLASSES.items():
         y = getattr(data, name).numpy()
         prob = np.zeros((len(te), n_classes))
         if len(np.unique(y[tr])) < 2:  # one class only: predict it

@@ -7,10 +7,13 @@ Every method is reduced to predictions on the session's test trials, in one layo
 * ``wheel``, ``whisker`` (K, T), ``choice_prob`` (K, 2), ``block_prob`` (K, 3): decoding.
 
 :func:`score` turns whatever predictions a method has into the metrics table row, so NEDS, the
-unimodal models, the baselines and the oracle are scored by the same code.
+unimodal models, the baselines and the oracle are scored by the same code; the oracle's
+predictions are the simulator's expected counts (:func:`oracle_rates`).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,13 +31,14 @@ from neds.evaluate.metrics import (
 )
 from neds.model.masking import BEHAVIOURS, eval_masks
 from neds.model.neds import NEDS
+from neds.vocab import SELECTION_METRICS
 
-__all__ = ["run_model", "predict_neds", "predict_trials", "score", "unscorable_targets", "conditions", "predictions_dataset", "ENCODING_KEYS", "DECODING_KEYS", "SELECTION_KEYS"]
+__all__ = ["run_model", "predict_neds", "predict_trials", "oracle_rates", "score", "unscorable_targets", "conditions", "predictions_dataset", "SELECTION_KEYS"]
 
-ENCODING_KEYS = ("bps_unit_mean", "bps_pooled", "deviance_explained", "single_trial_r2", "psth_r2")
-DECODING_KEYS = ("choice_acc", "choice_balanced_acc", "block_acc", "block_balanced_acc", "wheel_r2", "whisker_r2")
-# the model-selection score is the mean of these (bits per spike and the four decoding scores, as the paper selects models)
-SELECTION_KEYS = ("bps_unit_mean", "choice_acc", "block_acc", "wheel_r2", "whisker_r2")
+SELECTION_KEYS = SELECTION_METRICS
+"""The model-selection score is the mean of these (bits per spike and the four decoding scores,
+as the paper selects models): :data:`neds.vocab.SELECTION_METRICS`, under the name the training
+code imports."""
 
 
 @torch.no_grad()
@@ -95,6 +99,40 @@ def predict_trials(model: NEDS, data: TrialData, idx: torch.Tensor, batch_size: 
     return pred
 
 
+def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: np.ndarray) -> np.ndarray:
+    """The simulator's expected counts for the given trials and the binned store's units: the
+    oracle's ``rate`` prediction.
+
+    Parameters
+    ----------
+    truth_path : the session's ground-truth store written by the simulator (``expected_counts``
+        (trial, time, unit) over all its trials and units; ``probe``, ``cluster_id`` per unit)
+    data_store : the session's binned store (its units: ``unit_probe``, ``unit_cluster_id``)
+    trials : ALF trial indices
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, T, N) float64 expected counts per bin, units in the binned store's order.
+
+    Raises
+    ------
+    ValueError
+        If a unit of the binned store is not in the ground truth (the two are of different runs).
+    """
+    from neds.io.store import open_binned, verify_store
+
+    ds = open_binned(data_store)
+    truth = verify_store(truth_path)
+    key = {(str(p), int(c)): i for i, (p, c) in enumerate(zip(truth["probe"].values, truth["cluster_id"].values))}
+    try:
+        units = [key[(str(p), int(c))] for p, c in zip(ds["unit_probe"].values, ds["unit_cluster_id"].values)]
+    except KeyError as exc:
+        raise ValueError(f"unit {exc} of {data_store} is not in the ground truth {truth_path}; regenerate both") from None
+    expected = truth["expected_counts"].values  # (all trials, T, all units)
+    return np.asarray(expected[np.asarray(trials)][:, :, units], dtype=np.float64)
+
+
 def conditions(choice: np.ndarray, block: np.ndarray) -> np.ndarray:
     """Condition label per trial for PSTHs: choice x block (e.g. 'c1-b2')."""
     return np.array([f"c{c}-b{b}" for c, b in zip(np.asarray(choice), np.asarray(block))])
@@ -148,8 +186,9 @@ def score(pred: dict[str, np.ndarray], data: TrialData, split: str = "test") -> 
 
     Returns
     -------
-    (row, per_unit): ``row`` maps metric names to floats (encoding: ENCODING_KEYS, plus
-    ``bps_from_<behaviour>`` where predicted; decoding: DECODING_KEYS) and ``not_scored`` to a
+    (row, per_unit): ``row`` maps metric names to floats (encoding:
+    :data:`neds.vocab.ENCODING_METRICS`, plus ``bps_from_<behaviour>`` where predicted; decoding:
+    :data:`neds.vocab.DECODING_METRICS`) and ``not_scored`` to a
     string; ``per_unit`` maps per-unit metric names to (N,) arrays.
     """
     row, per_unit = _score(pred, data, split)

@@ -162,20 +162,15 @@ def fit_rrr_decoder(sessions: list[TrialData], cfg: RRRConfig = RRRConfig()) -> 
 def save_rrr(encoder: RRREncoder, decoder: RRRDecoder, path) -> None:
     """Write both fitted models (shared parts only; held-out sessions are fitted at evaluation)."""
     from dataclasses import asdict
-    from pathlib import Path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(
-        {
-            "encoder": {"v": encoder.v, "mu": encoder.mu, "sd": encoder.sd},
-            "decoder": {"state": decoder.readout.state_dict(), "t": decoder.readout.dyn.shape[2]},
-            "config": asdict(decoder.cfg),
-        },
-        tmp,
-    )
-    tmp.replace(path)
+    from neds.io.files import atomic_write
+
+    state = {
+        "encoder": {"v": encoder.v, "mu": encoder.mu, "sd": encoder.sd},
+        "decoder": {"state": decoder.readout.state_dict(), "t": decoder.readout.dyn.shape[2]},
+        "config": asdict(decoder.cfg),
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_rrr(path) -> tuple[RRREncoder, RRRDecoder]:

@@ -30,18 +30,25 @@ from behaviour alone, with no spike of the trial seen, a conservative co-smoothi
 ``ts3-unit_cosmos`` maps each unit's out-of-fold probed Beryl region (``neds.evaluate.probing``,
 fine-tuned held-out models) to its Allen Cosmos parent as a one-hot probability row.
 
+:func:`export_submission` writes a whole submission (every held-out session, the regions, and a
+``manifest.json`` listing the files and any task left out).
+
 Pure numpy and safetensors; ``ibl-bwb-eval`` itself is not imported (it pins its own torch and
 numpy, so it runs in its own environment: ``workflow/envs/bwb.yaml``).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
+from neds.io.files import atomic_write, write_json
 from neds.io.store import as_str, open_binned, verify_store
+from neds.vocab import REGIONS
 
 __all__ = [
     "FORMAT_VERSION",
@@ -52,7 +59,10 @@ __all__ = [
     "decode_ids",
     "export_session",
     "export_regions",
+    "export_submission",
 ]
+
+_log = logging.getLogger(__name__)
 
 FORMAT_VERSION = "0.1.0"
 """The ibl-bwb-eval release whose submission layout is written (stamped as ``ibl_bwb_eval_version``)."""
@@ -60,8 +70,8 @@ FORMAT_VERSION = "0.1.0"
 COSMOS_LABELS: tuple[str, ...] = ("CB", "CNU", "CTXsp", "HB", "HPF", "HY", "Isocortex", "MB", "OLF", "TH")
 """The benchmark's TS3 class order (Allen CCF Cosmos regions, alphabetical)."""
 
-COSMOS_OF_BERYL = {"VISa": "Isocortex", "CA1": "HPF", "DG": "HPF", "LP": "TH", "PO": "TH"}
-"""Cosmos parent of each repeated-site target (Beryl) region."""
+COSMOS_OF_BERYL = {name: region.cosmos for name, region in REGIONS.items()}
+"""Cosmos parent of each repeated-site target (Beryl) region (:data:`neds.vocab.REGIONS`)."""
 
 TS1_DYNAMIC: dict[str, tuple[str, str]] = {
     "wheel_speed": ("wheel", "wheel_speed"),
@@ -88,9 +98,8 @@ def decode_ids(matrix: np.ndarray) -> np.ndarray:
 
 
 def _write(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=metadata)
-    return path
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def _meta(label: str, task: str, seed: int, **extra) -> dict[str, str]:
@@ -171,7 +180,7 @@ def export_regions(embeddings: str | Path, pred_dir: str | Path, gt_dir: str | P
     predicted, true = as_str(ds[key].values), as_str(ds["region"].values)
     unknown = sorted(set(predicted) - set(COSMOS_OF_BERYL)) + sorted(set(true) - set(COSMOS_OF_BERYL))
     if unknown:
-        raise ValueError(f"regions {unknown} have no Cosmos parent in COSMOS_OF_BERYL; extend it")
+        raise ValueError(f"regions {unknown} have no Cosmos parent; add them to neds.vocab.REGIONS")
     col = {name: i for i, name in enumerate(COSMOS_LABELS)}
     proba = np.zeros((len(predicted), len(COSMOS_LABELS)), dtype=np.float32)
     proba[np.arange(len(predicted)), [col[COSMOS_OF_BERYL[r]] for r in predicted]] = 1.0
@@ -185,3 +194,58 @@ def export_regions(embeddings: str | Path, pred_dir: str | Path, gt_dir: str | P
         _write(gt_dir / task / "ground_truth.safetensors", {"targets": targets, "entity_ids": ids},
                {"task": task, "label_names": names, "ibl_bwb_eval_version": FORMAT_VERSION}),
     ]  # fmt: skip
+
+
+def export_submission(
+    stores: Mapping[str, str | Path], predictions: Mapping[str, str | Path], embeddings: str | Path | None,
+    out_dir: str | Path, label: str, seed: int, method: str, rates_method: str, probe_features: str = "output",
+) -> dict:
+    """Predictions of one method in the submission layout, with ground truth and a manifest.
+
+    Parameters
+    ----------
+    stores : eid -> the held-out session's binned store
+    predictions : eid -> the session's predictions folder of the evaluation
+        (``results/evaluation/<eid>/predictions``); the same eids as ``stores``
+    embeddings : the held-out probing run's embeddings store (TS3), or None
+    out_dir : where ``predictions/``, ``ground_truth/`` and ``manifest.json`` are written
+    label, seed : the submission's model label and training seed
+    method : whose predictions fill TS1 (``<method>.zarr`` of each predictions folder)
+    rates_method : whose rates fill TS2 co-smoothing
+    probe_features : which embedding's out-of-fold predicted regions fill TS3 (input, output, both)
+
+    Returns
+    -------
+    dict
+        The manifest: the files written and any task left out (``skipped``) with its reason.
+
+    Raises
+    ------
+    ValueError
+        If ``stores`` and ``predictions`` are of different sessions.
+    """
+    if set(stores) != set(predictions):
+        raise ValueError(f"stores and predictions must be given for the same sessions; stores only: "
+                         f"{sorted(set(stores) - set(predictions))}, predictions only: {sorted(set(predictions) - set(stores))}")  # fmt: skip
+    out_dir = Path(out_dir)
+    pred_dir, gt_dir = out_dir / "predictions", out_dir / "ground_truth"
+    files, skipped = [], {}
+    for eid, store in stores.items():
+        folder = Path(predictions[eid])
+        files += export_session(folder / f"{method}.zarr", store, pred_dir, gt_dir, label, seed,
+                                rates=folder / f"{rates_method}.zarr")  # fmt: skip
+    if embeddings is None:
+        skipped["ts3-unit_cosmos"] = "no probing run given"
+    else:
+        try:
+            files += export_regions(embeddings, pred_dir, gt_dir, label, seed, features=probe_features)
+        except ValueError as exc:  # probing skipped (too few units per region): recorded, not fatal
+            skipped["ts3-unit_cosmos"] = str(exc)
+            _log.warning("BWB export: ts3-unit_cosmos left out: %s", exc)
+    manifest = {
+        "format": f"ibl-bwb-eval {FORMAT_VERSION} submission layout", "label": label, "seed": seed,
+        "method": method, "co_smoothing_from": rates_method, "probe_features": probe_features, "sessions": sorted(stores),
+        "files": sorted(str(Path(f).relative_to(out_dir)) for f in files), "skipped": skipped,
+    }  # fmt: skip
+    write_json(manifest, out_dir / "manifest.json")
+    return manifest

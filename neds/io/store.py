@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from neds.io.files import atomic_write
 
 __all__ = [
     "text_array",
@@ -181,19 +180,6 @@ def content_fingerprint(ds: xr.Dataset) -> dict:
     return {"algorithm": FINGERPRINT_ALGORITHM, "variables": variables, "attrs": attrs, "digest": _digest(variables, attrs)}
 
 
-def _atomic_dir_write(path: Path, write) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def write_zarr(ds: xr.Dataset, path: str | Path, trial_chunk: int = 64) -> None:
     """Write a dataset as a Zarr v3 store, atomically (a temporary folder renamed into place),
     with its content fingerprint in ``attrs["fingerprint"]`` (:func:`content_fingerprint`).
@@ -210,7 +196,6 @@ def write_zarr(ds: xr.Dataset, path: str | Path, trial_chunk: int = 64) -> None:
         If a variable does not read back as written (an encoding that changes its values).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ds = ds.copy(deep=False)
     ds.attrs = json.loads(_canonical_attrs(ds.attrs))  # what Zarr stores: plain JSON types
     ds.attrs["fingerprint"] = content_fingerprint(ds)
@@ -228,7 +213,7 @@ def write_zarr(ds: xr.Dataset, path: str | Path, trial_chunk: int = 64) -> None:
                 "encoding changes its values (e.g. a dtype or scale in its .encoding): drop or fix it before writing"
             )
 
-    _atomic_dir_write(path, write)
+    atomic_write(path, write)
 
 
 def write_unusable(path: str | Path, status: dict) -> None:
@@ -406,7 +391,7 @@ def check_binned_values(ds: xr.Dataset, where: str | Path | None = None) -> None
         )
 
 
-def open_binned(path: str | Path, load: bool = True) -> xr.Dataset:
+def open_binned(path: str | Path) -> xr.Dataset:
     """Open a binned session store, verified and loaded.
 
     The values are checked against the store's content fingerprint (:func:`verify_store`) and,
@@ -415,8 +400,6 @@ def open_binned(path: str | Path, load: bool = True) -> xr.Dataset:
     Parameters
     ----------
     path : the store
-    load : kept for callers that asked for a lazy dataset; verification reads every value, so the
-        dataset is always returned loaded
 
     Raises
     ------
@@ -436,14 +419,5 @@ def open_binned(path: str | Path, load: bool = True) -> xr.Dataset:
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a tab-separated table atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, path)
-
-
-def read_json(path: str | Path) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    """Write a tab-separated table (no index), atomically (:func:`neds.io.files.atomic_write`)."""
+    atomic_write(path, lambda tmp: df.to_csv(tmp, sep="\t", index=False))

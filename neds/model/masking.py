@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from neds.vocab import BEHAVIOURS, DYNAMIC_BEHAVIOURS, MASKING_SCHEMES, STATIC_BEHAVIOURS
+
 __all__ = [
     "BEHAVIOURS",
     "DYNAMIC",
@@ -27,10 +29,10 @@ __all__ = [
     "eval_masks",
 ]
 
-BEHAVIOURS = ("wheel", "whisker", "choice", "block")
-DYNAMIC = (0, 1)  # indices of the per-bin behaviours in BEHAVIOURS
-STATIC = (2, 3)  # indices of the per-trial behaviours
-SCHEMES = ("neural", "behavioural", "within_neural", "within_behavioural", "cross_modal")
+DYNAMIC = tuple(BEHAVIOURS.index(b) for b in DYNAMIC_BEHAVIOURS)  # indices of the per-bin behaviours in BEHAVIOURS
+STATIC = tuple(BEHAVIOURS.index(b) for b in STATIC_BEHAVIOURS)  # indices of the per-trial behaviours
+SCHEMES = MASKING_SCHEMES
+"""The multi-task masking schemes (:data:`neds.vocab.MASKING_SCHEMES`); ``Masks.scheme`` indexes them."""
 
 
 @dataclass

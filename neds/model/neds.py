@@ -4,13 +4,18 @@ Token layout of one trial (T = 100 bins): ``[spikes | wheel | whisker | choice |
 modality T tokens, so 5T tokens in all. Rotary position embedding uses the time-bin index, so
 tokens of different modalities at the same bin share a position.
 
-Session-specific layers are stacked, zero-padded tensors indexed by the session index of each
-trial, so a batch mixing sessions runs as a few batched matrix products. Padded units are zero at
-the input, their hidden units are masked, and they never reach a loss (see :meth:`NEDS.loss`).
+The session-specific layers (the stitchers that turn each session's spikes and behaviour into
+tokens, the session embedding and the output heads) live under one module, :attr:`NEDS.sessions`
+(:class:`SessionLayers`), with the session vocabulary they are indexed by; everything outside it is
+shared across sessions and is what fine-tuning copies. Each of them holds
+stacked, zero-padded tensors of shape (S, ...) indexed by the session index of each trial, so a
+batch mixing sessions runs as a few batched matrix products. Padded units are zero at the input,
+their hidden units are masked, and they never reach a loss (see :meth:`NEDS.loss`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 
@@ -18,33 +23,62 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from neds.config import schema_defaults
 from neds.model.masking import Masks
+from neds.vocab import (
+    BEHAVIOURS,
+    DECODING_MODE,
+    DYNAMIC_BEHAVIOURS,
+    ENCODING_MODE,
+    MODALITIES,
+    MODES,
+    MULTIMODAL_MODE,
+    N_CLASSES,
+    STATIC_BEHAVIOURS,
+)
 
-__all__ = ["ModelConfig", "NEDS", "Batch", "Output", "MODES", "LOSS_PARTS"]
+__all__ = [
+    "ModelConfig",
+    "NEDS",
+    "SessionLayers",
+    "SpikeStitcher",
+    "BehaviourStitcher",
+    "SessionEmbedding",
+    "SpikeHead",
+    "BehaviourHeads",
+    "Batch",
+    "Output",
+    "MODES",
+    "LOSS_PARTS",
+    "model_summary",
+]
 
-MODES = ("multimodal", "encoding", "decoding")
-LOSS_PARTS = ("spikes", "wheel", "whisker", "choice", "block")
-N_CLASSES = {"choice": 2, "block": 3}
+LOSS_PARTS = MODALITIES
+"""The terms of the loss: one per modality (:data:`neds.vocab.MODALITIES`)."""
 # input value of the static behaviours' classes (choice -1/+1, block prior 0.2/0.5/0.8)
 _CHOICE_VALUES = (-1.0, 1.0)
 _BLOCK_VALUES = (0.2, 0.5, 0.8)
 
 
+_DEFAULTS = schema_defaults("model")  # the schema is the one source of defaults
+
+
 @dataclass
 class ModelConfig:
-    """Sizes and regularisation of the shared model."""
+    """Sizes and regularisation of the shared model (config section ``model``; each field's
+    default and meaning are the schema's, ``neds/schema/config.schema.yaml``)."""
 
-    hidden: int = 256
-    n_heads: int = 8
-    mlp: int = 512
-    n_layers: int = 5
-    dropout: float = 0.4
-    token_dropout: float = 0.2
-    attention_dropout: float = 0.0  # dropout on attention probabilities; > 0 disables the fused CPU kernel
-    readout_init_scale: float = 1.0  # scale of the spike output layer's initial weights (nn.Linear's = 1)
-    stitcher_init_scale: float = 1.0  # scale of the spike input layer's initial per-unit weights
-    n_bins: int = 100
-    rope_base: float = 10000.0
+    hidden: int = _DEFAULTS["hidden"]
+    n_heads: int = _DEFAULTS["n_heads"]
+    mlp: int = _DEFAULTS["mlp"]
+    n_layers: int = _DEFAULTS["n_layers"]
+    dropout: float = _DEFAULTS["dropout"]
+    token_dropout: float = _DEFAULTS["token_dropout"]
+    attention_dropout: float = _DEFAULTS["attention_dropout"]
+    readout_init_scale: float = _DEFAULTS["readout_init_scale"]
+    stitcher_init_scale: float = _DEFAULTS["stitcher_init_scale"]
+    n_bins: int = 100  # time bins per trial: set from the binned data (not a config key)
+    rope_base: float = 10000.0  # base of the rotary position embedding (not a config key)
 
     def __post_init__(self) -> None:
         if self.hidden % self.n_heads or (self.hidden // self.n_heads) % 2:
@@ -152,6 +186,212 @@ def _uniform(shape: tuple[int, ...], fan_in: torch.Tensor | float) -> torch.Tens
     return (torch.rand(shape) * 2 - 1) * bound
 
 
+# ---------------------------------------------------------------------------------------- session layers
+class SpikeStitcher(nn.Module):
+    """Spike input layers of every session, Linear(N -> 2N), Softsign, Linear(2N -> H), stacked
+    over sessions and zero-padded to the largest session's N.
+
+    Parameters
+    ----------
+    n_units : (S,) long tensor, units of each session
+    hidden : H
+    init_scale : scale of the first layer's initial weights (nn.Linear's = 1)
+    """
+
+    def __init__(self, n_units: torch.Tensor, hidden: int, init_scale: float = 1.0):
+        super().__init__()
+        s, n = len(n_units), int(n_units.max())
+        self.w1 = nn.Parameter(_uniform((s, n, 2 * n), n_units) * init_scale)
+        self.b1 = nn.Parameter(_uniform((s, 2 * n), n_units))
+        self.w2 = nn.Parameter(_uniform((s, 2 * n, hidden), 2 * n_units))
+        self.b2 = nn.Parameter(_uniform((s, hidden), 2 * n_units))
+        # (S, 2N): the hidden units a session has, switched off elsewhere after the Softsign
+        self.register_buffer("hidden_valid", torch.arange(2 * n)[None, :] < 2 * n_units[:, None], persistent=False)
+
+    def forward(self, spikes: torch.Tensor, unit_mask: torch.Tensor, session: torch.Tensor) -> torch.Tensor:
+        """spikes (B, T, N), unit_mask (B, N) bool, session (B,) -> tokens (B, T, H)."""
+        x = spikes * unit_mask[:, None, :].to(spikes.dtype)  # padded units are zero
+        hid = torch.baddbmm(self.b1[session][:, None, :], x, self.w1[session])  # (B, T, 2N)
+        hid = F.softsign(hid) * self.hidden_valid[session][:, None, :].to(hid.dtype)  # padded hidden units off
+        return torch.baddbmm(self.b2[session][:, None, :], hid, self.w2[session])  # (B, T, H)
+
+
+class BehaviourStitcher(nn.Module):
+    """Behaviour input layers of every session, stacked over sessions.
+
+    A dynamic behaviour (a value per bin) goes through Linear(1 -> 2) in every bin; a static one
+    (one class per trial, input as its value) through Linear(1 -> 2T), a pair of hidden units per
+    bin; then, after a Softsign, each behaviour through its own Linear(2 -> H).
+
+    Parameters
+    ----------
+    n_sessions : S
+    n_bins : T
+    hidden : H
+    """
+
+    def __init__(self, n_sessions: int, n_bins: int, hidden: int):
+        super().__init__()
+        s, n_dyn, n_sta = n_sessions, len(DYNAMIC_BEHAVIOURS), len(STATIC_BEHAVIOURS)
+        self.dynamic_w1 = nn.Parameter(_uniform((n_dyn, s, 2), 1))
+        self.dynamic_b1 = nn.Parameter(_uniform((n_dyn, s, 2), 1))
+        self.static_w1 = nn.Parameter(_uniform((n_sta, s, n_bins, 2), 1))
+        self.static_b1 = nn.Parameter(_uniform((n_sta, s, n_bins, 2), 1))
+        self.w2 = nn.Parameter(_uniform((len(BEHAVIOURS), s, 2, hidden), 2))
+        self.b2 = nn.Parameter(_uniform((len(BEHAVIOURS), s, hidden), 2))
+        self.register_buffer("choice_values", torch.tensor(_CHOICE_VALUES), persistent=False)
+        self.register_buffer("block_values", torch.tensor(_BLOCK_VALUES), persistent=False)
+
+    def forward(
+        self,
+        wheel: torch.Tensor,
+        whisker: torch.Tensor,
+        choice: torch.Tensor,
+        block: torch.Tensor,
+        session: torch.Tensor,
+    ) -> torch.Tensor:
+        """wheel, whisker (B, T) float; choice, block (B,) classes; session (B,) -> tokens (B, 4, T, H)
+        in :data:`~neds.vocab.BEHAVIOURS` order."""
+        s = session
+        dyn_x = torch.stack((wheel, whisker), dim=1)  # (B, 2, T)
+        dyn_w, dyn_b = self.dynamic_w1[:, s].transpose(0, 1), self.dynamic_b1[:, s].transpose(0, 1)  # (B, 2, 2)
+        dyn = F.softsign(dyn_x[..., None] * dyn_w[:, :, None, :] + dyn_b[:, :, None, :])  # (B, 2, T, 2)
+        sta_x = torch.stack((self.choice_values[choice], self.block_values[block]), dim=1)  # (B, 2)
+        sta_w, sta_b = self.static_w1[:, s].transpose(0, 1), self.static_b1[:, s].transpose(0, 1)  # (B, 2, T, 2)
+        sta = F.softsign(sta_x[..., None, None] * sta_w + sta_b)
+        hid = torch.cat((dyn, sta), dim=1)  # (B, 4, T, 2)
+        return torch.matmul(hid, self.w2[:, s].transpose(0, 1)) + self.b2[:, s].transpose(0, 1)[:, :, None, :]
+
+
+class SessionEmbedding(nn.Module):
+    """A learned H-vector per session, added to every token of the session's trials."""
+
+    no_weight_decay = ("weight",)  # an embedding: see neds.train.param_groups
+
+    def __init__(self, n_sessions: int, hidden: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_sessions, hidden) * 0.02)
+
+    def forward(self, session: torch.Tensor) -> torch.Tensor:
+        """session (B,) -> (B, H)."""
+        return self.weight[session]
+
+
+class SpikeHead(nn.Module):
+    """Spike output layers of every session, Linear(H -> N) from a spike token to the log-rate of
+    each unit in its bin, stacked over sessions and zero-padded to the largest session's N.
+
+    Parameters
+    ----------
+    n_sessions : S
+    hidden : H
+    n_max : the largest session's N
+    init_scale : scale of the initial weights (nn.Linear's = 1); the biases start at zero
+    """
+
+    def __init__(self, n_sessions: int, hidden: int, n_max: int, init_scale: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(_uniform((n_sessions, hidden, n_max), hidden) * init_scale)
+        self.bias = nn.Parameter(torch.zeros(n_sessions, n_max))
+
+    def forward(self, x: torch.Tensor, session: torch.Tensor) -> torch.Tensor:
+        """x (B, T, H) spike tokens, session (B,) -> log-rates (B, T, N)."""
+        return torch.baddbmm(self.bias[session][:, None, :], x, self.weight[session])
+
+
+class BehaviourHeads(nn.Module):
+    """Behaviour output layers of every session, stacked over sessions: Linear(H -> 1) on every
+    token of a dynamic behaviour; for a static behaviour, a learned weighting of its T tokens
+    (starting at their mean), then Linear(H -> classes).
+
+    Parameters
+    ----------
+    n_sessions : S
+    n_bins : T
+    hidden : H
+    """
+
+    def __init__(self, n_sessions: int, n_bins: int, hidden: int):
+        super().__init__()
+        s, h, n_dyn = n_sessions, hidden, len(DYNAMIC_BEHAVIOURS)
+        self.dynamic_w = nn.Parameter(_uniform((n_dyn, s, h), h))
+        self.dynamic_b = nn.Parameter(torch.zeros(n_dyn, s))
+        self.static_pool = nn.Parameter(torch.full((len(STATIC_BEHAVIOURS), s, n_bins), 1.0 / n_bins))
+        self.choice_w = nn.Parameter(_uniform((s, h, N_CLASSES["choice"]), h))
+        self.choice_b = nn.Parameter(torch.zeros(s, N_CLASSES["choice"]))
+        self.block_w = nn.Parameter(_uniform((s, h, N_CLASSES["block"]), h))
+        self.block_b = nn.Parameter(torch.zeros(s, N_CLASSES["block"]))
+
+    def forward(self, x: torch.Tensor, session: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, 4, T, H) behaviour tokens in :data:`~neds.vocab.BEHAVIOURS` order, session (B,) ->
+        (wheel and whisker (B, 2, T), choice logits (B, 2), block logits (B, 3))."""
+        s = session
+        dyn = torch.einsum("bmth,bmh->bmt", x[:, :2], self.dynamic_w[:, s].transpose(0, 1))
+        dyn = dyn + self.dynamic_b[:, s].transpose(0, 1)[..., None]  # (B, 2, T)
+        pooled = torch.einsum("bmth,bmt->bmh", x[:, 2:], self.static_pool[:, s].transpose(0, 1))  # (B, 2, H)
+        choice = torch.einsum("bh,bhc->bc", pooled[:, 0], self.choice_w[s]) + self.choice_b[s]
+        block = torch.einsum("bh,bhc->bc", pooled[:, 1], self.block_w[s]) + self.block_b[s]
+        return dyn, choice, block
+
+
+class SessionLayers(nn.Module):
+    """Everything session-specific: the session vocabulary and the layers indexed by it.
+
+    The vocabulary is saved with the weights: ``n_units`` is a buffer, the session ids are the
+    module's extra state (``sessions._extra_state`` in the model's state dict, UTF-8 JSON as a
+    uint8 tensor so that every entry of the state dict is a tensor).
+
+    Parameters
+    ----------
+    n_units : (S,) long tensor, units of each session (index = session index)
+    eids : the session ids in the same order, or None for a vocabulary not yet named (training
+        names it after its data)
+    spike_stitcher, behaviour_stitcher, embedding, spike_head, behaviour_heads : the layers,
+        built by :class:`NEDS` (which fixes the order of their random initial weights)
+    """
+
+    def __init__(
+        self,
+        n_units: torch.Tensor,
+        eids: list[str] | None,
+        spike_stitcher: SpikeStitcher,
+        behaviour_stitcher: BehaviourStitcher,
+        embedding: SessionEmbedding,
+        spike_head: SpikeHead,
+        behaviour_heads: BehaviourHeads,
+    ):
+        super().__init__()
+        self.register_buffer("n_units", n_units)
+        self.eids = eids
+        self.spike_stitcher = spike_stitcher
+        self.behaviour_stitcher = behaviour_stitcher
+        self.embedding = embedding
+        self.spike_head = spike_head
+        self.behaviour_heads = behaviour_heads
+
+    @property
+    def eids(self) -> list[str] | None:
+        """The session ids, in session-index order (None: not named)."""
+        return self._eids
+
+    @eids.setter
+    def eids(self, eids: list[str] | None) -> None:
+        if eids is not None:
+            eids = [str(e) for e in eids]
+            if len(eids) != len(self.n_units) or len(set(eids)) != len(eids):
+                raise ValueError(
+                    f"the session ids {eids} are not {len(self.n_units)} distinct ids, one per session of the vocabulary"
+                )
+        self._eids = eids
+
+    def get_extra_state(self) -> torch.Tensor:
+        return torch.tensor(list(json.dumps({"eids": self.eids}).encode()), dtype=torch.uint8)
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.eids = json.loads(bytes(state.cpu().tolist()).decode())["eids"]
+
+
+# ---------------------------------------------------------------------------------------- model
 class NEDS(nn.Module):
     """Multimodal masked transformer over spikes and behaviour.
 
@@ -162,97 +402,99 @@ class NEDS(nn.Module):
     mode : 'multimodal', 'encoding' (behaviour in, spikes out) or 'decoding' (spikes in,
         behaviour out). The mode only decides which outputs carry a loss; the masks decide which
         inputs are seen (see :mod:`neds.model.masking`).
+    eids : the session ids of the vocabulary, in the same order (None: named when trained)
+
+    Attributes
+    ----------
+    sessions : SessionLayers, every session-specific layer and the vocabulary; the rest of the
+        model (modality and time embeddings, mask token, transformer blocks, final norm) is shared
     """
 
-    def __init__(self, cfg: ModelConfig, n_units: list[int], mode: str = "multimodal"):
+    no_weight_decay = ("modality_emb", "time_emb", "mask_token")  # embeddings: see neds.train.param_groups
+
+    def __init__(
+        self, cfg: ModelConfig, n_units: list[int], mode: str = MULTIMODAL_MODE, eids: list[str] | None = None
+    ):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} is not one of {MODES}")
         if not n_units or min(n_units) < 1:
             raise ValueError(f"every session needs at least one unit, got {n_units}")
         self.cfg, self.mode = cfg, mode
-        h, t, s = cfg.hidden, cfg.n_bins, len(n_units)
-        n_max = max(n_units)
-        self.register_buffer("n_units", torch.tensor(n_units, dtype=torch.long), persistent=True)
-        self.register_buffer("unit_valid", torch.arange(n_max)[None, :] < self.n_units[:, None], persistent=False)
-        self.register_buffer(
-            "hidden_valid", torch.arange(2 * n_max)[None, :] < 2 * self.n_units[:, None], persistent=False
-        )
-        # session-specific spike stitcher: Linear(N -> 2N), Softsign, Linear(2N -> H)
-        fan = self.n_units
-        self.spk_w1 = nn.Parameter(_uniform((s, n_max, 2 * n_max), fan) * cfg.stitcher_init_scale)
-        self.spk_b1 = nn.Parameter(_uniform((s, 2 * n_max), fan))
-        self.spk_w2 = nn.Parameter(_uniform((s, 2 * n_max, h), 2 * fan))
-        self.spk_b2 = nn.Parameter(_uniform((s, h), 2 * fan))
-        # behaviour stitchers: dynamic Linear(1 -> 2) per bin, static Linear(1 -> 2T); then Linear(2 -> H)
-        self.dyn_w1 = nn.Parameter(_uniform((2, s, 2), 1))
-        self.dyn_b1 = nn.Parameter(_uniform((2, s, 2), 1))
-        self.sta_w1 = nn.Parameter(_uniform((2, s, t, 2), 1))
-        self.sta_b1 = nn.Parameter(_uniform((2, s, t, 2), 1))
-        self.beh_w2 = nn.Parameter(_uniform((4, s, 2, h), 2))
-        self.beh_b2 = nn.Parameter(_uniform((4, s, h), 2))
-        # embeddings and mask token
-        self.modality_emb = nn.Parameter(torch.randn(5, h) * 0.02)
+        h, t, s, m = cfg.hidden, cfg.n_bins, len(n_units), len(MODALITIES)
+        units = torch.tensor(n_units, dtype=torch.long)
+        # The layers are built in this order, which fixes the order of their random initial weights
+        # (for a given seed, the weights of the model before its session layers were grouped); the
+        # session layers are grouped under self.sessions at the end.
+        spike_stitcher = SpikeStitcher(units, h, cfg.stitcher_init_scale)
+        behaviour_stitcher = BehaviourStitcher(s, t, h)
+        self.modality_emb = nn.Parameter(torch.randn(m, h) * 0.02)
         self.time_emb = nn.Parameter(torch.randn(t, h) * 0.02)
-        self.session_emb = nn.Parameter(torch.randn(s, h) * 0.02)
+        embedding = SessionEmbedding(s, h)
         self.mask_token = nn.Parameter(torch.randn(h) * 0.02)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(h)
         # (5T, D/2): a token's position is its time bin, whatever its modality
-        self.register_buffer("rope", _rope_table(t, h // cfg.n_heads, cfg.rope_base).repeat(5, 1), persistent=False)
-        # session-specific heads
-        self.spk_out_w = nn.Parameter(_uniform((s, h, n_max), h) * cfg.readout_init_scale)
-        self.spk_out_b = nn.Parameter(torch.zeros(s, n_max))
-        self.dyn_out_w = nn.Parameter(_uniform((2, s, h), h))
-        self.dyn_out_b = nn.Parameter(torch.zeros(2, s))
-        self.sta_pool = nn.Parameter(torch.full((2, s, t), 1.0 / t))  # weighting over the T tokens
-        self.choice_w = nn.Parameter(_uniform((s, h, 2), h))
-        self.choice_b = nn.Parameter(torch.zeros(s, 2))
-        self.block_w = nn.Parameter(_uniform((s, h, 3), h))
-        self.block_b = nn.Parameter(torch.zeros(s, 3))
-        self.register_buffer("choice_values", torch.tensor(_CHOICE_VALUES), persistent=False)
-        self.register_buffer("block_values", torch.tensor(_BLOCK_VALUES), persistent=False)
+        self.register_buffer("rope", _rope_table(t, h // cfg.n_heads, cfg.rope_base).repeat(m, 1), persistent=False)
+        spike_head = SpikeHead(s, h, max(n_units), cfg.readout_init_scale)
+        behaviour_heads = BehaviourHeads(s, t, h)
+        self.sessions = SessionLayers(
+            units, eids, spike_stitcher, behaviour_stitcher, embedding, spike_head, behaviour_heads
+        )
 
-    # ------------------------------------------------------------------ parameters by role
-    SESSION_PARAMS = (
-        "spk_w1", "spk_b1", "spk_w2", "spk_b2", "dyn_w1", "dyn_b1", "sta_w1", "sta_b1", "beh_w2", "beh_b2",
-        "session_emb", "spk_out_w", "spk_out_b", "dyn_out_w", "dyn_out_b", "sta_pool", "choice_w", "choice_b",
-        "block_w", "block_b",
-    )  # fmt: skip
+    @property
+    def n_units(self) -> torch.Tensor:
+        """(S,) long, units of each session of the vocabulary."""
+        return self.sessions.n_units
 
+    @property
+    def eids(self) -> list[str] | None:
+        """The session ids of the vocabulary (None: not named)."""
+        return self.sessions.eids
+
+    # ------------------------------------------------------------------ shared and session-specific
     def shared_state_dict(self) -> dict[str, torch.Tensor]:
-        """The weights shared across sessions (transformer, embeddings, mask token)."""
-        return {k: v for k, v in self.state_dict().items() if k.split(".")[0] not in self.SESSION_PARAMS + ("n_units",)}
+        """The state shared across sessions: everything outside :attr:`sessions`, what fine-tuning
+        copies from a pretrained model."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("sessions.")}
 
     def n_shared_parameters(self) -> int:
-        return sum(p.numel() for n, p in self.named_parameters() if n.split(".")[0] not in self.SESSION_PARAMS)
+        return sum(p.numel() for p in self.parameters()) - sum(p.numel() for p in self.sessions.parameters())
+
+    def canonical_parameters(self) -> list[nn.Parameter]:
+        """Every parameter once, in the model's canonical order: the token layers (spike and
+        behaviour stitchers, modality and time embeddings, session embedding, mask token), the
+        other session layers (the heads, then any added later), then the shared modules (the
+        transformer blocks, the final norm, then any added later).
+
+        Gradient clipping reduces the gradients' norms in this order. The total norm is a float
+        sum, so its last bit, and with it every clipped gradient, depends on the order; this is
+        the order of :meth:`parameters` before the session layers were grouped under
+        :attr:`sessions`, so training runs reproduce bit for bit across that change.
+        """
+        sl = self.sessions
+        order = [
+            *sl.spike_stitcher.parameters(), *sl.behaviour_stitcher.parameters(), self.modality_emb, self.time_emb,
+            *sl.embedding.parameters(), self.mask_token, *sl.parameters(), *self.parameters(),
+        ]  # fmt: skip
+        return list({id(p): p for p in order}.values())  # the first place of each
 
     # ------------------------------------------------------------------ forward
     def tokenize(self, batch: Batch, masks: Masks) -> torch.Tensor:
         """Input tokens (B, 5T, H): stitched values, mask token where masked, plus embeddings."""
-        s = batch.session
-        b, t, n = batch.spikes.shape
-        x = batch.spikes * batch.unit_mask[:, None, :].to(batch.spikes.dtype)  # padded units are zero
-        hid = torch.baddbmm(self.spk_b1[s][:, None, :], x, self.spk_w1[s])  # (B, T, 2N)
-        hid = F.softsign(hid) * self.hidden_valid[s][:, None, :].to(hid.dtype)  # padded hidden units off
-        spk = torch.baddbmm(self.spk_b2[s][:, None, :], hid, self.spk_w2[s])  # (B, T, H)
-
-        dyn_x = torch.stack((batch.wheel, batch.whisker), dim=1)  # (B, 2, T)
-        dyn = F.softsign(dyn_x[..., None] * self.dyn_w1[:, s].transpose(0, 1)[:, :, None, :] + self.dyn_b1[:, s].transpose(0, 1)[:, :, None, :])
-        sta_x = torch.stack((self.choice_values[batch.choice], self.block_values[batch.block]), dim=1)  # (B, 2)
-        sta = F.softsign(sta_x[..., None, None] * self.sta_w1[:, s].transpose(0, 1) + self.sta_b1[:, s].transpose(0, 1))
-        beh_hid = torch.cat((dyn, sta), dim=1)  # (B, 4, T, 2)
-        w2 = self.beh_w2[:, s].transpose(0, 1)  # (B, 4, 2, H)
-        beh = torch.matmul(beh_hid, w2) + self.beh_b2[:, s].transpose(0, 1)[:, :, None, :]  # (B, 4, T, H)
-
+        s, sl = batch.session, self.sessions
+        b, t, _ = batch.spikes.shape
+        m = len(MODALITIES)
+        spk = sl.spike_stitcher(batch.spikes, batch.unit_mask, s)  # (B, T, H)
+        beh = sl.behaviour_stitcher(batch.wheel, batch.whisker, batch.choice, batch.block, s)  # (B, 4, T, H)
         tokens = torch.cat((spk[:, None], beh), dim=1)  # (B, 5, T, H)
         masked = torch.cat((masks.spikes[:, None], masks.behaviour), dim=1)  # (B, 5, T)
         tokens = torch.where(masked[..., None], self.mask_token.to(tokens.dtype), tokens)
         tokens = tokens + self.modality_emb[None, :, None, :] + self.time_emb[None, None, :, :]
-        tokens = tokens + self.session_emb[s][:, None, None, :]
-        tokens = tokens.reshape(b, 5 * t, -1)
+        tokens = tokens + sl.embedding(s)[:, None, None, :]
+        tokens = tokens.reshape(b, m * t, -1)
         if self.training and self.cfg.token_dropout > 0:  # drop whole tokens
-            keep = torch.rand(b, 5 * t, 1, device=tokens.device) >= self.cfg.token_dropout
+            keep = torch.rand(b, m * t, 1, device=tokens.device) >= self.cfg.token_dropout
             tokens = tokens * keep / (1.0 - self.cfg.token_dropout)
         return tokens
 
@@ -265,13 +507,9 @@ class NEDS(nn.Module):
         x = self.tokenize(batch, masks)
         for block in self.blocks:
             x = block(x, self.rope)
-        x = self.ln_f(x).view(b, 5, t, -1)
-        spikes = torch.baddbmm(self.spk_out_b[s][:, None, :], x[:, 0], self.spk_out_w[s])  # (B, T, N)
-        dyn = torch.einsum("bmth,bmh->bmt", x[:, 1:3], self.dyn_out_w[:, s].transpose(0, 1))
-        dyn = dyn + self.dyn_out_b[:, s].transpose(0, 1)[..., None]  # (B, 2, T)
-        pooled = torch.einsum("bmth,bmt->bmh", x[:, 3:5], self.sta_pool[:, s].transpose(0, 1))  # (B, 2, H)
-        choice = torch.einsum("bh,bhc->bc", pooled[:, 0], self.choice_w[s]) + self.choice_b[s]
-        block = torch.einsum("bh,bhc->bc", pooled[:, 1], self.block_w[s]) + self.block_b[s]
+        x = self.ln_f(x).view(b, len(MODALITIES), t, -1)
+        spikes = self.sessions.spike_head(x[:, 0], s)  # (B, T, N)
+        dyn, choice, block = self.sessions.behaviour_heads(x[:, 1:], s)
         return Output(spikes=spikes, wheel=dyn[:, 0], whisker=dyn[:, 1], choice=choice, block=block)
 
     # ------------------------------------------------------------------ loss
@@ -290,24 +528,24 @@ class NEDS(nn.Module):
         the returned parts are unweighted.
         """
         parts: dict[str, torch.Tensor] = {}
-        if self.mode in ("multimodal", "encoding"):
+        if self.mode in (MULTIMODAL_MODE, ENCODING_MODE):
             rate = out.spikes.float()
             nll = (torch.exp(rate) - batch.spikes * rate) * batch.unit_mask[:, None, :]  # (B, T, N)
             sel = masks.spikes.to(rate.dtype)  # (B, T)
             parts["spikes"] = (nll.sum(-1) * sel).sum() / sel.sum().clamp(min=1)
-        if self.mode in ("multimodal", "decoding"):
-            for i, name in enumerate(("wheel", "whisker")):
+        if self.mode in (MULTIMODAL_MODE, DECODING_MODE):
+            for i, name in enumerate(DYNAMIC_BEHAVIOURS):
                 sel = masks.behaviour[:, i].float()
                 err = (getattr(out, name).float() - getattr(batch, name)) ** 2
                 parts[name] = (err * sel).sum() / sel.sum().clamp(min=1)
-            for i, name in ((2, "choice"), (3, "block")):
+            for i, name in enumerate(STATIC_BEHAVIOURS, start=len(DYNAMIC_BEHAVIOURS)):
                 sel = masks.behaviour[:, i, 0].float()  # (B,), whole-token flag
                 ce = F.cross_entropy(getattr(out, name).float(), getattr(batch, name), reduction="none")
                 parts[name] = (ce * sel).sum() / sel.sum().clamp(min=1)
         weights = weights or {}
-        unknown = set(weights) - set(LOSS_PARTS)
+        unknown = set(weights) - set(MODALITIES)
         if unknown:
-            raise ValueError(f"unknown loss weights {sorted(unknown)}; use {LOSS_PARTS}")
+            raise ValueError(f"unknown loss weights {sorted(unknown)}; use {MODALITIES}")
         total = torch.stack([v * weights.get(k, 1.0) for k, v in parts.items()]).sum()
         return total, parts
 

@@ -3,24 +3,25 @@
 # run in their own environment (target `bwb_score`, workflow/envs/bwb.yaml).
 
 
+
 rule bwb_export:
     input:
-        stores=lambda wc: expand("results/binned/{eid}.zarr", eid=usable_sessions("heldout")),
-        predictions=lambda wc: expand("results/evaluation/{eid}/predictions", eid=usable_sessions("heldout")),
+        stores=lambda wc: list(bwb_sessions(wc)["stores"].values()),
+        predictions=lambda wc: list(bwb_sessions(wc)["predictions"].values()),
         embeddings="results/probing/finetune/embeddings.zarr",
     output:
         predictions=directory("results/bwb/predictions"),
         ground_truth=directory("results/bwb/ground_truth"),
         manifest="results/bwb/manifest.json",
     params:
-        eids=lambda wc: usable_sessions("heldout"),
+        stores=lambda wc: bwb_sessions(wc)["stores"],  # eid -> store
+        predictions=lambda wc: bwb_sessions(wc)["predictions"],  # eid -> predictions folder
         out_dir=subpath(output.manifest, parent=True),
         label=config["bwb"]["label"],
         method=config["bwb"]["method"],
         rates_method=config["bwb"]["co_smoothing_method"],
         probe_features=config["bwb"]["probe_features"],
         seed=config["training"]["seed"],
-        neds_version=NEDS_VERSION,
     log:
         "logs/bwb/export.log",
     conda:

@@ -1,18 +1,16 @@
 # Config validation, the session lists, wildcard constraints and the input/param functions.
 from pathlib import Path
 
-from snakemake.utils import validate
-
-import neds
-from neds.config import check_consistency, session_lists
+from neds.config import session_lists, validate_config
 from neds.config import model_settings as neds_model_settings
 from neds.config import train_settings as neds_train_settings
-from neds.experiments import EXPERIMENTS, variant_names, variant_plan, variant_spec
+from neds import vocab
+from neds.vocab import HELDOUT_STAGES, STAGES
+from neds.experiments import EXPERIMENTS
 from neds.stages import usable_eids
 
 
-validate(config, "../schemas/config.schema.yaml")
-check_consistency(config)
+validate_config(config)  # the package's schema and validator, as on the command line: fills in every default
 
 PRETRAIN_EIDS, HELDOUT_EIDS = session_lists(config)  # raises on held-out/pretrain leakage
 ALL_EIDS = PRETRAIN_EIDS + HELDOUT_EIDS
@@ -20,15 +18,18 @@ ROLES = {**{e: "pretrain" for e in PRETRAIN_EIDS}, **{e: "heldout" for e in HELD
 SIMULATED = config["data"]["source"] == "simulated"
 REMOTE = config["data"]["one"]["mode"] == "remote"
 SIM_DIR = config["simulation"]["output_dir"]
-NEDS_VERSION = neds.__version__
+
+
+MODEL_KINDS = vocab.HELDOUT_STAGES  # the stages trained per held-out session (rule train_model)
+PROBE_TARGETS = (vocab.PRETRAIN.name, vocab.FINETUNE.name)  # the models whose unit embeddings are probed
 
 
 wildcard_constraints:
     eid=r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-    kind=r"encoding|decoding",
-    target=r"pretrain|finetune",
-
-MODEL_KINDS = ("finetune", "scratch", "encoding", "decoding")
+    stage="|".join(vocab.HELDOUT_STAGES),
+    target="|".join(PROBE_TARGETS),
+    experiment="|".join(EXPERIMENTS),
+    variant=r"[A-Za-z0-9_.-]+",
 
 
 def train_settings(stage):
@@ -39,6 +40,15 @@ def train_settings(stage):
 def model_settings(stage):
     """ModelConfig settings of one stage's model (neds.config.model_settings)."""
     return neds_model_settings(config, stage)
+
+
+def get_train_input(wildcards):
+    """What a per-session stage trains on: the held-out session's store, and the pretrained model
+    for a stage that starts from it (fine-tuning)."""
+    inputs = {"store": f"results/binned/{wildcards.eid}.zarr"}
+    if vocab.stage(wildcards.stage).from_pretrained:
+        inputs["pretrained"] = "results/models/pretrain/model.pt"
+    return inputs
 
 
 def get_bin_session_input(wildcards):
@@ -59,16 +69,22 @@ def usable_sessions(role):
     return usable_eids(checkpoints.summarize_sessions.get().output.tsv, role)
 
 
-def get_probe_input(wildcards):
-    """Models and binned stores whose unit embeddings a probe reads, in matching order."""
-    if wildcards.target == "pretrain":
-        eids = usable_sessions("pretrain")
-        return {"models": ["results/models/pretrain/model.pt"], "stores": expand("results/binned/{eid}.zarr", eid=eids)}
-    eids = usable_sessions("heldout")
-    return {
-        "models": expand("results/models/finetune/{eid}/model.pt", eid=eids),
-        "stores": expand("results/binned/{eid}.zarr", eid=eids),
-    }
+def get_probe_input(wildcards, keyed=False):
+    """Models and binned stores whose unit embeddings a probe reads: the pretrained model and the
+    usable pretraining sessions, or each usable held-out session's fine-tuned model.
+
+    keyed : False (the rule's input): {'models': [...], 'stores': [...]}, flat lists of files;
+        True (the rule's params): {'models': {eid: checkpoint}, 'stores': {eid: store}}, each
+        session paired with its model and store by its eid (the pretrained model under each of
+        its sessions)
+    """
+    pretrain = wildcards.target == vocab.PRETRAIN.name
+    eids = usable_sessions("pretrain" if pretrain else "heldout")
+    models = {e: "results/models/pretrain/model.pt" if pretrain else f"results/models/{wildcards.target}/{e}/model.pt" for e in eids}
+    stores = {e: f"results/binned/{e}.zarr" for e in eids}
+    if keyed:
+        return {"models": models, "stores": stores}
+    return {"models": list(dict.fromkeys(models.values())), "stores": list(stores.values())}
 
 
 def get_ground_truth():
@@ -86,51 +102,71 @@ def get_final_outputs(wildcards):
         *expand("results/models/{kind}/{eid}/summary.json", kind=MODEL_KINDS, eid=usable_sessions("heldout")),
         "results/tables/metrics.tsv",
         "results/summary.md",
-        *expand("results/probing/{target}/probe.json", target=("pretrain", "finetune")),
+        *expand("results/probing/{target}/probe.json", target=PROBE_TARGETS),
         *expand(
             "results/figures/{name}.{ext}",
             name=("methods_encoding", "methods_decoding", "pretraining_gain", "training_curves"),
             ext=("png", "svg"),
         ),
         *expand("results/figures/examples_{eid}.{ext}", eid=usable_sessions("heldout"), ext=("png", "svg")),
-        *expand("results/figures/probing_{target}.{ext}", target=("pretrain", "finetune"), ext=("png", "svg")),
+        *expand("results/figures/probing_{target}.{ext}", target=PROBE_TARGETS, ext=("png", "svg")),
         "results/tables/summary.html",
     ]
 
 
 # ---------------------------------------------------------------- experiments (experiments.smk)
+# Everything here reads the registry neds.experiments.EXPERIMENTS: an experiment's targets, jobs
+# and summaries follow from its entry.
 EXP_DIR = "results/experiments"
 
 
+def n_usable_pretrain():
+    return len(usable_sessions("pretrain"))
+
+
 def exp_variants(experiment):
-    return variant_names(config, experiment, len(usable_sessions("pretrain")))
+    """An experiment's variants (neds.experiments.Variant), in table order."""
+    return EXPERIMENTS[experiment].variants(config, n_usable_pretrain())
 
 
-def sweep_trials():
-    """The sweep's random trials (every variant but the one retrained from best.json)."""
-    return [v for v in exp_variants("sweep") if not variant_plan("sweep", v)["needs_best"]]
+def exp_variant(wc):
+    """The variant of wildcards experiment and variant."""
+    return EXPERIMENTS[wc.experiment].variant(config, wc.variant, n_usable_pretrain())
 
 
-def exp_spec(wc):
-    """The variant's spec, or None when its settings come from the sweep's best.json (its script reads it)."""
-    if variant_plan(wc.experiment, wc.variant)["needs_best"]:
-        return None
-    return variant_spec(config, wc.experiment, wc.variant)
+def exp_candidates(experiment):
+    """The variants an experiment's selection chooses its best from (rule exp_select)."""
+    return EXPERIMENTS[experiment].candidates(config, n_usable_pretrain())
 
 
-def exp_pretrain_stores(wc):
-    k = variant_plan(wc.experiment, wc.variant)["pretrain_sessions"]
+def exp_settings(wc, stage=None):
+    """A variant's (model, training) settings of a stage (the wildcard stage unless given), or
+    (None, None) for a variant whose settings come from its experiment's best.json: the training
+    script reads that file (input best) when the job runs."""
+    variant = exp_variant(wc)
+    if variant.from_best:
+        return None, None
+    return variant.settings(config, stage or wc.stage)
+
+
+def exp_best(wc):
+    """{'best': its experiment's best.json} for a variant trained with the selected settings."""
+    return {"best": f"{EXP_DIR}/{wc.experiment}/best.json"} if exp_variant(wc).from_best else {}
+
+
+def exp_pretrain_input(wc):
+    """A variant's own pretraining: the first pretrain_sessions usable pretraining stores (all by default)."""
+    k = exp_variant(wc).pretrain_sessions
     eids = usable_sessions("pretrain")
-    return expand("results/binned/{eid}.zarr", eid=eids[:k] if k else eids)
+    return {"stores": expand("results/binned/{eid}.zarr", eid=eids[:k] if k else eids), **exp_best(wc)}
 
 
 def exp_train_input(wc):
-    plan = variant_plan(wc.experiment, wc.variant)
-    inputs = {"store": f"results/binned/{wc.eid}.zarr"}
-    if plan["needs_best"]:
-        inputs["best"] = f"{EXP_DIR}/sweep/best.json"
-    if wc.stage == "finetune":
-        own = plan["own_pretrain"]
+    """A variant's per-session stage: the store, the pretrained model it starts from (its own,
+    or the main run's), and best.json where its settings come from it."""
+    inputs = {"store": f"results/binned/{wc.eid}.zarr", **exp_best(wc)}
+    if vocab.stage(wc.stage).from_pretrained:
+        own = EXPERIMENTS[wc.experiment].own_pretrain
         inputs["pretrained"] = (
             f"{EXP_DIR}/{wc.experiment}/{wc.variant}/pretrain/model.pt" if own else "results/models/pretrain/model.pt"
         )
@@ -139,21 +175,56 @@ def exp_train_input(wc):
 
 def exp_models(wc):
     """The checkpoints of one variant on one session, by method name."""
-    names = {"finetune": "neds_finetuned", "scratch": "neds_scratch"}
-    stages = variant_plan(wc.experiment, wc.variant)["stages"]
-    return {names[s]: f"{EXP_DIR}/{wc.experiment}/{wc.variant}/{s}/{wc.eid}/model.pt" for s in stages}
+    stages = EXPERIMENTS[wc.experiment].stages
+    return {vocab.stage(s).method: f"{EXP_DIR}/{wc.experiment}/{wc.variant}/{s}/{wc.eid}/model.pt" for s in stages}
+
+
+def exp_split(wc):
+    """The split a variant's models are scored on."""
+    return EXPERIMENTS[wc.experiment].split_of(exp_variant(wc))
 
 
 def exp_evaluations(experiment, variants=None):
+    """{variant name: its per-session evaluation files} of the given variants (default: all)."""
     return {
-        v: expand(f"{EXP_DIR}/{experiment}/{v}/evaluation/{{eid}}.json", eid=usable_sessions("heldout"))
-        for v in (variants or exp_variants(experiment))
+        v.name: expand(f"{EXP_DIR}/{experiment}/{v.name}/evaluation/{{eid}}.json", eid=usable_sessions("heldout"))
+        for v in (exp_variants(experiment) if variants is None else variants)
     }
 
 
 def exp_targets(experiment):
-    return [
+    """What an experiment's target builds: its table and figure (and the best.json it selects)."""
+    targets = [
         f"{EXP_DIR}/{experiment}/summary.tsv",
         f"results/figures/experiment_{experiment}.png",
         f"results/figures/experiment_{experiment}.svg",
     ]
+    if EXPERIMENTS[experiment].selects_best:
+        targets.append(f"{EXP_DIR}/{experiment}/best.json")
+    return targets
+
+
+# ---------------------------------------------------------------- evaluation, figures, export
+def heldout_models(wildcards):
+    """The checkpoints of one held-out session scored by evaluate_session, named by their stage
+    (neds.vocab.HELDOUT_STAGES; the script scores each under its stage's method name)."""
+    return {s: f"results/models/{s}/{wildcards.eid}/model.pt" for s in HELDOUT_STAGES}
+
+
+def training_histories(wildcards):
+    """Every training run's history.jsonl, by stage (neds.vocab.STAGES): the pretrained model's,
+    and each usable held-out session's of the per-session stages."""
+    return {
+        s: f"results/models/{s}/history.jsonl" if not STAGES[s].per_session
+        else expand(f"results/models/{s}/{{eid}}/history.jsonl", eid=usable_sessions("heldout"))
+        for s in STAGES
+    }
+
+
+def bwb_sessions(wildcards):
+    """Each usable held-out session's binned store and predictions folder, by eid."""
+    eids = usable_sessions("heldout")
+    return {
+        "stores": {e: f"results/binned/{e}.zarr" for e in eids},
+        "predictions": {e: f"results/evaluation/{e}/predictions" for e in eids},
+    }

@@ -11,7 +11,6 @@ if SIMULATED:
             simulation=config["simulation"],
             bin_size_s=config["binning"]["bin_size_s"],
             window_s=config["binning"]["window_s"],
-            neds_version=NEDS_VERSION,
         log:
             "logs/simulate_sessions.log",
         benchmark:
@@ -59,7 +58,6 @@ rule bin_session:
         one=config["data"]["one"],
         binning=config["binning"],
         source=config["data"]["source"],
-        neds_version=NEDS_VERSION,
     log:
         "logs/bin_session/{eid}.log",
     benchmark:

@@ -1,14 +1,12 @@
 # Evaluation stage: every model and baseline on each usable held-out session's test trials,
-# then the tables and the Markdown summary.
+# then the tables and the Markdown summary; brain-region probing of the unit embeddings.
+
 
 
 rule evaluate_session:
     input:
+        unpack(heldout_models),
         store="results/binned/{eid}.zarr",
-        finetuned="results/models/finetune/{eid}/model.pt",
-        scratch="results/models/scratch/{eid}/model.pt",
-        encoding="results/models/encoding/{eid}/model.pt",
-        decoding="results/models/decoding/{eid}/model.pt",
         rrr="results/baselines/rrr.pt",
         truth=get_ground_truth(),
     output:
@@ -16,7 +14,6 @@ rule evaluate_session:
         predictions=directory("results/evaluation/{eid}/predictions"),
     params:
         split="test",
-        neds_version=NEDS_VERSION,
     log:
         "logs/evaluate_session/{eid}.log",
     benchmark:
@@ -40,7 +37,6 @@ rule fit_rrr_baseline:
         rank=config["baselines"]["rrr_rank"],
         epochs=config["baselines"]["rrr_epochs"],
         seed=config["training"]["seed"],
-        neds_version=NEDS_VERSION,
     log:
         "logs/fit_rrr_baseline.log",
     benchmark:
@@ -63,8 +59,6 @@ rule summarize_evaluation:
         summary=report("results/tables/summary.tsv", caption="../report/summary_table.rst", category="Tables", labels={"table": "summary (TSV)"}),
         gain=report("results/tables/pretraining_gain.tsv", caption="../report/pretraining_gain_table.rst", category="Tables", labels={"table": "pretraining gain (TSV)"}),
         markdown=report("results/summary.md", caption="../report/summary_table.rst", category="Tables", labels={"table": "summary (Markdown)"}),
-    params:
-        neds_version=NEDS_VERSION,
     log:
         "logs/summarize_evaluation.log",
     benchmark:
@@ -87,8 +81,8 @@ rule probe_regions:
         probe="results/probing/{target}/probe.json",
         embeddings=directory("results/probing/{target}/embeddings.zarr"),
     params:
+        sessions=lambda wc: get_probe_input(wc, keyed=True),  # eid -> model, eid -> store
         seed=config["training"]["seed"],
-        neds_version=NEDS_VERSION,
     log:
         "logs/probe_regions/{target}.log",
     benchmark:

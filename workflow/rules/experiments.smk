@@ -1,63 +1,51 @@
-# The paper's experiments as named targets (neds/experiments.py): seeds, ablation_masking,
-# model_size, scaling, finetune_trials, sweep, table1, and `experiments` for all of them. Each
-# variant trains under results/experiments/<experiment>/<variant>/, is scored per held-out
-# session, and each experiment gets a table and a figure in the report.
-wildcard_constraints:
-    experiment="|".join(EXPERIMENTS),
-    variant=r"[A-Za-z0-9_.-]+",
-    stage=r"finetune|scratch",
+# The paper's experiments as named targets, all read from the registry neds.experiments.EXPERIMENTS
+# (seeds, ablation_masking, model_size, scaling, finetune_trials, sweep), plus table1, and
+# `experiments` for all of them. Each variant trains under results/experiments/<experiment>/<variant>/,
+# is scored per held-out session, and each experiment gets a table and a figure in the report.
+# A new experiment is one registry entry: its target, jobs and summary follow from it here.
+#
+# The training rules derive from the main ones (train.smk, `use rule ... as ... with:`) and change
+# only their files and settings: threads, resources, environment and script are the main rules'.
+# The cluster profile keys its per-rule settings on rule names, so workflow/profiles/slurm gives
+# exp_pretrain and exp_train the blocks of pretrain_model and train_model (see its comment).
 
 
-rule exp_pretrain:
+use rule pretrain_model as exp_pretrain with:
     input:
-        stores=exp_pretrain_stores,
+        unpack(exp_pretrain_input),
     output:
         model=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/model.pt",
         history=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/history.jsonl",
         summary=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/summary.json",
     params:
-        model=lambda wc: variant_spec(config, wc.experiment, wc.variant)["model"]["pretrain"],
-        training=lambda wc: variant_spec(config, wc.experiment, wc.variant)["training"]["pretrain"],
+        stage=vocab.PRETRAIN.name,
+        model=lambda wc: exp_settings(wc, vocab.PRETRAIN.name)[0],
+        training=lambda wc: exp_settings(wc, vocab.PRETRAIN.name)[1],
+        variant=exp_variant,
         out_dir=subpath(output.model, parent=True),
-        neds_version=NEDS_VERSION,
     log:
         f"logs/experiments/{{experiment}}/{{variant}}/pretrain.log",
     benchmark:
         f"benchmarks/experiments/{{experiment}}/{{variant}}/pretrain.tsv"
-    conda:
-        "../envs/neds.yaml"
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=8000,
-        runtime=60 * 24,
-        gpu=config["training"]["pretrain_gpus"],
-    script:
-        "../scripts/pretrain_model.py"
 
 
-rule exp_train:
+use rule train_model as exp_train with:
     input:
         unpack(exp_train_input),
     output:
         model=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/{{eid}}/model.pt",
+        history=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/{{eid}}/history.jsonl",
         summary=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/{{eid}}/summary.json",
     params:
-        spec=exp_spec,
+        stage=lambda wc: wc.stage,
+        model=lambda wc: exp_settings(wc)[0],
+        training=lambda wc: exp_settings(wc)[1],
+        variant=exp_variant,
         out_dir=subpath(output.model, parent=True),
-        neds_version=NEDS_VERSION,
     log:
         f"logs/experiments/{{experiment}}/{{variant}}/{{stage}}/{{eid}}.log",
     benchmark:
         f"benchmarks/experiments/{{experiment}}/{{variant}}/{{stage}}/{{eid}}.tsv"
-    conda:
-        "../envs/neds.yaml"
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=60 * 4,
-        gpu=config["training"]["gpus"],
-    script:
-        "../scripts/exp_train.py"
 
 
 rule exp_evaluate:
@@ -68,8 +56,7 @@ rule exp_evaluate:
         metrics=f"{EXP_DIR}/{{experiment}}/{{variant}}/evaluation/{{eid}}.json",
     params:
         models=exp_models,
-        split=lambda wc: variant_plan(wc.experiment, wc.variant)["split"],
-        neds_version=NEDS_VERSION,
+        split=exp_split,
     log:
         f"logs/experiments/{{experiment}}/{{variant}}/evaluate/{{eid}}.log",
     conda:
@@ -82,15 +69,17 @@ rule exp_evaluate:
         "../scripts/exp_evaluate.py"
 
 
-rule sweep_select:
+rule exp_select:
     input:
-        unpack(lambda wc: exp_evaluations("sweep", sweep_trials())),
+        unpack(lambda wc: exp_evaluations(wc.experiment, exp_candidates(wc.experiment))),
     output:
-        best=f"{EXP_DIR}/sweep/best.json",
+        best=f"{EXP_DIR}/{{experiment}}/best.json",
     params:
-        variants=lambda wc: sweep_trials(),
+        candidates=lambda wc: {v.name: v.overrides for v in exp_candidates(wc.experiment)},
     log:
-        "logs/experiments/sweep/select.log",
+        "logs/experiments/{experiment}/select.log",
+    wildcard_constraints:
+        experiment="|".join(e.name for e in EXPERIMENTS.values() if e.selects_best),
     conda:
         "../envs/neds.yaml"
     localrule: True
@@ -99,7 +88,7 @@ rule sweep_select:
         mem_mb=1000,
         runtime=5,
     script:
-        "../scripts/sweep_select.py"
+        "../scripts/exp_select.py"
 
 
 rule exp_summarize:
@@ -116,7 +105,7 @@ rule exp_summarize:
         ),
         figure_svg="results/figures/experiment_{experiment}.svg",
     params:
-        variants=lambda wc: exp_variants(wc.experiment),
+        variants=lambda wc: [v.name for v in exp_variants(wc.experiment)],
     log:
         "logs/experiments/{experiment}/summarize.log",
     conda:
@@ -149,35 +138,14 @@ rule table1_tables:
         "../scripts/table1.py"
 
 
-rule seeds:
-    input:
-        exp_targets("seeds"),
+# one target per experiment, named after it (snakemake seeds, ..., snakemake sweep)
+for _experiment in EXPERIMENTS:
 
-
-rule ablation_masking:
-    input:
-        exp_targets("ablation_masking"),
-
-
-rule model_size:
-    input:
-        exp_targets("model_size"),
-
-
-rule scaling:
-    input:
-        exp_targets("scaling"),
-
-
-rule finetune_trials:
-    input:
-        exp_targets("finetune_trials"),
-
-
-rule sweep:
-    input:
-        exp_targets("sweep"),
-        f"{EXP_DIR}/sweep/best.json",
+    rule:
+        name:
+            _experiment
+        input:
+            exp_targets(_experiment),
 
 
 rule table1:

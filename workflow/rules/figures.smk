@@ -1,6 +1,8 @@
 # Figures and report tables: the evaluation (methods, pretraining gain), example predictions per
 # held-out session, brain-region probing, training curves. Each figure is written as PNG (in the
 # report) and SVG (for editing); the plotting code is neds.plots.
+from neds.vocab import FINETUNE, NEDS_FINETUNED, NEDS_SCRATCH, PRETRAIN
+
 
 
 rule plot_methods:
@@ -49,8 +51,8 @@ rule plot_pretraining_gain:
         ),
         svg="results/figures/pretraining_gain.svg",
     params:
-        pretrained="neds_finetuned",
-        scratch="neds_scratch",
+        pretrained=NEDS_FINETUNED,
+        scratch=NEDS_SCRATCH,
     log:
         "logs/plot_pretraining_gain.log",
     benchmark:
@@ -79,7 +81,7 @@ rule plot_examples:
         ),
         svg="results/figures/examples_{eid}.svg",
     params:
-        method="neds_finetuned",
+        method=NEDS_FINETUNED,
         n_trials=3,
         smooth_bins=2.0,
     log:
@@ -110,7 +112,7 @@ rule plot_probing:
         ),
         svg="results/figures/probing_{target}.svg",
     wildcard_constraints:
-        target="pretrain|finetune",
+        target=f"{PRETRAIN.name}|{FINETUNE.name}",
     params:
         feature_set="both",
     log:
@@ -130,11 +132,7 @@ rule plot_probing:
 
 rule plot_training_curves:
     input:
-        pretrain="results/models/pretrain/history.jsonl",
-        finetune=lambda wc: expand("results/models/finetune/{eid}/history.jsonl", eid=usable_sessions("heldout")),
-        scratch=lambda wc: expand("results/models/scratch/{eid}/history.jsonl", eid=usable_sessions("heldout")),
-        encoding=lambda wc: expand("results/models/encoding/{eid}/history.jsonl", eid=usable_sessions("heldout")),
-        decoding=lambda wc: expand("results/models/decoding/{eid}/history.jsonl", eid=usable_sessions("heldout")),
+        unpack(training_histories),
     output:
         png=report(
             "results/figures/training_curves.png",

@@ -1,5 +1,8 @@
-# Training stage: pretraining on the usable pretraining sessions, then per held-out session
-# fine-tuning, training from scratch and the unimodal encoding / decoding models.
+# Training stage: pretraining on the usable pretraining sessions, then per held-out session every
+# stage of vocab.HELDOUT_STAGES (fine-tuning, from scratch, unimodal encoding and decoding). Both
+# rules run workflow/scripts/train_model.py with the stage in params.stage; the experiments'
+# training rules (experiments.smk) derive from these two, keeping their threads, resources and
+# environment.
 
 
 rule pretrain_model:
@@ -11,10 +14,10 @@ rule pretrain_model:
         history="results/models/pretrain/history.jsonl",
         summary="results/models/pretrain/summary.json",
     params:
-        model=model_settings("pretrain"),
-        training=train_settings("pretrain"),
+        stage=vocab.PRETRAIN.name,
+        model=model_settings(vocab.PRETRAIN.name),
+        training=train_settings(vocab.PRETRAIN.name),
         out_dir=subpath(output.model, parent=True),
-        neds_version=NEDS_VERSION,
     log:
         "logs/pretrain_model.log",
     benchmark:
@@ -28,26 +31,25 @@ rule pretrain_model:
         runtime=60 * 24,
         gpu=config["training"]["pretrain_gpus"],
     script:
-        "../scripts/pretrain_model.py"
+        "../scripts/train_model.py"
 
 
-rule finetune_model:
+rule train_model:
     input:
-        pretrained="results/models/pretrain/model.pt",
-        store="results/binned/{eid}.zarr",
+        unpack(get_train_input),
     output:
-        model="results/models/finetune/{eid}/model.pt",
-        history="results/models/finetune/{eid}/history.jsonl",
-        summary="results/models/finetune/{eid}/summary.json",
+        model="results/models/{stage}/{eid}/model.pt",
+        history="results/models/{stage}/{eid}/history.jsonl",
+        summary="results/models/{stage}/{eid}/summary.json",
     params:
-        model=model_settings("finetune"),
-        training=train_settings("finetune"),
+        stage=lambda wc: wc.stage,
+        model=lambda wc: model_settings(wc.stage),
+        training=lambda wc: train_settings(wc.stage),
         out_dir=subpath(output.model, parent=True),
-        neds_version=NEDS_VERSION,
     log:
-        "logs/finetune_model/{eid}.log",
+        "logs/train_model/{stage}/{eid}.log",
     benchmark:
-        "benchmarks/finetune_model/{eid}.tsv"
+        "benchmarks/train_model/{stage}/{eid}.tsv"
     conda:
         "../envs/neds.yaml"
     threads: config["training"]["threads"]
@@ -56,58 +58,4 @@ rule finetune_model:
         runtime=60 * 4,
         gpu=config["training"]["gpus"],
     script:
-        "../scripts/finetune_model.py"
-
-
-rule train_scratch:
-    input:
-        store="results/binned/{eid}.zarr",
-    output:
-        model="results/models/scratch/{eid}/model.pt",
-        history="results/models/scratch/{eid}/history.jsonl",
-        summary="results/models/scratch/{eid}/summary.json",
-    params:
-        model=model_settings("scratch"),
-        training=train_settings("scratch"),
-        out_dir=subpath(output.model, parent=True),
-        neds_version=NEDS_VERSION,
-    log:
-        "logs/train_scratch/{eid}.log",
-    benchmark:
-        "benchmarks/train_scratch/{eid}.tsv"
-    conda:
-        "../envs/neds.yaml"
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=60 * 4,
-        gpu=config["training"]["gpus"],
-    script:
-        "../scripts/train_scratch.py"
-
-
-rule train_unimodal:
-    input:
-        store="results/binned/{eid}.zarr",
-    output:
-        model="results/models/{kind}/{eid}/model.pt",
-        history="results/models/{kind}/{eid}/history.jsonl",
-        summary="results/models/{kind}/{eid}/summary.json",
-    params:
-        model=lambda wc: model_settings(wc.kind),
-        training=lambda wc: train_settings(wc.kind),
-        out_dir=subpath(output.model, parent=True),
-        neds_version=NEDS_VERSION,
-    log:
-        "logs/train_unimodal/{kind}/{eid}.log",
-    benchmark:
-        "benchmarks/train_unimodal/{kind}/{eid}.tsv"
-    conda:
-        "../envs/neds.yaml"
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=60 * 4,
-        gpu=config["training"]["gpus"],
-    script:
-        "../scripts/train_unimodal.py"
+        "../scripts/train_model.py"

@@ -1,7 +1,8 @@
 """bin_session: one session through ONE -> results/binned/{eid}.zarr, dropped table, status."""
 
 from neds.config import binning_params, one_settings
-from neds.stages import log_to_file, run_bin_session
+from neds.logs import log_to_file
+from neds.stages import run_bin_session
 
 
 def main(snakemake):

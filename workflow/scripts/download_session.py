@@ -1,7 +1,8 @@
 """download_session: fetch one session's datasets from the IBL server into the ONE cache."""
 
 from neds.config import one_settings
-from neds.stages import log_to_file, run_download_session
+from neds.logs import log_to_file
+from neds.stages import run_download_session
 
 
 def main(snakemake):

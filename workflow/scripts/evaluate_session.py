@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from neds.stages import log_to_file, run_evaluate_session
+from neds.logs import log_to_file
+from neds.stages import run_evaluate_session
+from neds.vocab import HELDOUT_STAGES, STAGES
 
 
 def main(snakemake):
@@ -10,12 +12,7 @@ def main(snakemake):
     truth = snakemake.input.get("truth")
     run_evaluate_session(
         snakemake.input.store,
-        {
-            "neds_finetuned": snakemake.input.finetuned,
-            "neds_scratch": snakemake.input.scratch,
-            "unimodal_encoding": snakemake.input.encoding,
-            "unimodal_decoding": snakemake.input.decoding,
-        },
+        {STAGES[s].method: snakemake.input[s] for s in HELDOUT_STAGES},  # method -> its checkpoint
         snakemake.output.metrics,
         snakemake.output.predictions,
         truth=Path(truth) / f"{snakemake.wildcards.eid}.zarr" if truth else None,

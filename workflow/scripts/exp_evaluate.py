@@ -1,6 +1,6 @@
 """exp_evaluate: score one experiment variant's models on one held-out session."""
 
-from neds.stages import log_to_file
+from neds.logs import log_to_file
 
 log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
 

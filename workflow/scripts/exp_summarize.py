@@ -1,6 +1,6 @@
 """exp_summarize: an experiment's per-session scores -> metrics.tsv, summary.tsv and its figure."""
 
-from neds.stages import log_to_file
+from neds.logs import log_to_file
 
 log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
 

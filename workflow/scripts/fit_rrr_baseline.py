@@ -2,7 +2,8 @@
 
 import torch
 
-from neds.stages import log_to_file, run_fit_rrr
+from neds.logs import log_to_file
+from neds.stages import run_fit_rrr
 
 
 def main(snakemake):

@@ -1,6 +1,6 @@
 """plot_methods: encoding (bits per spike) and decoding scores of every method, per held-out session."""
 
-from neds.stages import log_to_file
+from neds.logs import log_to_file
 
 log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
 

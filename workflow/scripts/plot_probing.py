@@ -1,6 +1,6 @@
 """plot_probing: unit embeddings by region, the probe's confusion matrix and accuracy per feature set."""
 
-from neds.stages import log_to_file
+from neds.logs import log_to_file
 
 log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
 

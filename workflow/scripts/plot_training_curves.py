@@ -1,16 +1,17 @@
 """plot_training_curves: training loss and validation score per epoch of every training run."""
 
-from neds.stages import log_to_file
+from neds.logs import log_to_file
 
 log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
 
 from neds.plots import plot_training_curves, save_figure  # noqa: E402
+from neds.vocab import STAGES  # noqa: E402
 
 
 def main(snakemake):
     runs = {}
-    for kind in ("pretrain", "finetune", "scratch", "encoding", "decoding"):
-        paths = getattr(snakemake.input, kind)
+    for kind in STAGES:  # the rule's inputs are named by stage
+        paths = snakemake.input[kind]
         runs[kind] = [paths] if isinstance(paths, str) else list(paths)  # one file or a list
     save_figure(plot_training_curves(runs), snakemake.output.png, snakemake.output.svg)
 

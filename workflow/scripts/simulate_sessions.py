@@ -1,7 +1,7 @@
 """simulate_sessions: write the simulated IBL sessions (ALF + ONE cache) and their ground truth."""
 
 from neds.config import simulation_config
-from neds.stages import log_to_file
+from neds.logs import log_to_file
 
 
 def main(snakemake):

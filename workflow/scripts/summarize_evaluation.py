@@ -1,6 +1,7 @@
 """summarize_evaluation: per-session metrics -> results/tables/*.tsv and results/summary.md."""
 
-from neds.stages import log_to_file, run_summarize_evaluation
+from neds.logs import log_to_file
+from neds.stages import run_summarize_evaluation
 
 
 def main(snakemake):

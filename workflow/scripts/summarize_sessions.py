@@ -1,6 +1,7 @@
 """summarize_sessions: per-session status files -> results/binned/sessions.tsv."""
 
-from neds.stages import log_to_file, run_summarize_sessions
+from neds.logs import log_to_file
+from neds.stages import run_summarize_sessions
 
 
 def main(snakemake):

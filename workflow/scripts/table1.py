@@ -1,6 +1,6 @@
 """table1: encoding from each behaviour alone vs all (the paper's Table 1) from the main evaluation."""
 
-from neds.stages import log_to_file
+from neds.logs import log_to_file
 
 log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
 

@@ -1,0 +1,190 @@
+"""The experiments' registry (neds.experiments): every entry's variants from the default config,
+their parameters, the stages they train and the settings each gives; the sweep's selection; and
+the SLURM profile's settings of the training rules the experiments derive from the main ones."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from neds import vocab
+from neds.config import ConfigError, model_settings, train_settings, validate_config
+from neds.experiments import EXPERIMENT_TITLES, EXPERIMENTS, MASKING_VARIANTS, SWEEP_BEST, Variant, select_best, sweep_configs
+
+ROOT = Path(__file__).resolve().parent.parent
+N_USABLE = 4  # the default config's simulated pretraining sessions
+STAGES = (vocab.PRETRAIN.name, vocab.FINETUNE.name, vocab.SCRATCH.name)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return validate_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+
+
+def _variants(config, name, n_usable=N_USABLE):
+    return {v.name: v for v in EXPERIMENTS[name].variants(config, n_usable)}
+
+
+def _main(config, stage):
+    return model_settings(config, stage), train_settings(config, stage)
+
+
+# the plan of each entry: its variants' names, the stages it trains, whether it pretrains
+PLANS = {
+    "seeds": (["seed_42", "seed_43", "seed_44"], ("finetune", "scratch"), False),
+    "ablation_masking": (["full", "no_cross_modal", "no_cross_no_within"], ("finetune",), True),
+    "model_size": (["small", "large"], ("finetune", "scratch"), True),
+    "scaling": (["sessions_1", "sessions_2", "sessions_4"], ("finetune",), True),
+    "finetune_trials": (["fraction_0.125", "fraction_0.25", "fraction_0.5", "fraction_1"], ("finetune", "scratch"), False),
+    "sweep": (["trial_00", "trial_01", "trial_02", "trial_03", SWEEP_BEST], ("scratch",), False),
+}
+
+
+def test_every_entry_has_a_plan_here():
+    assert list(EXPERIMENTS) == list(PLANS)  # a new entry gets its plan (and a test below)
+
+
+@pytest.mark.parametrize("name", list(PLANS))
+def test_plan_of_each_experiment(config, name):
+    names, stages, own_pretrain = PLANS[name]
+    exp = EXPERIMENTS[name]
+    assert exp.name == name and EXPERIMENT_TITLES[name] == exp.title and exp.title
+    assert list(_variants(config, name)) == names
+    assert exp.stages == stages and exp.own_pretrain == own_pretrain
+    assert exp.trains(vocab.PRETRAIN.name) == own_pretrain
+    assert set(exp.stages) <= set(vocab.HELDOUT_STAGES)
+    for v in exp.variants(config, N_USABLE):
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+", v.name)  # a folder name and the workflow's variant wildcard
+        assert exp.variant(config, v.name, N_USABLE) == v
+        assert exp.split_of(v) == ("val" if name == "sweep" and v.name != SWEEP_BEST else "test")
+    with pytest.raises(ConfigError, match="has no variant"):
+        exp.variant(config, "nope", N_USABLE)
+
+
+def test_seeds_set_the_training_seed_of_every_stage(config):
+    for seed, v in zip((42, 43, 44), _variants(config, "seeds").values()):
+        assert v.seed == seed
+        for stage in STAGES:
+            model, training = v.settings(config, stage)
+            main_model, main_training = _main(config, stage)
+            assert model == main_model and training == {**main_training, "seed": seed}
+
+
+def test_masking_ablation_removes_the_named_schemes(config):
+    variants = _variants(config, "ablation_masking")
+    assert variants["full"].schemes == vocab.MASKING_SCHEMES
+    assert variants["no_cross_modal"].schemes == ("neural", "behavioural", "within_neural", "within_behavioural")
+    assert variants["no_cross_no_within"].schemes == ("neural", "behavioural")
+    for name, v in variants.items():
+        assert set(v.schemes) == set(vocab.MASKING_SCHEMES) - set(MASKING_VARIANTS[name])
+        for stage in STAGES:
+            model, training = v.settings(config, stage)
+            assert training == {**_main(config, stage)[1], "schemes": list(v.schemes)}
+            assert model == _main(config, stage)[0]
+
+
+def test_model_size_overrides_the_model_of_every_stage(config):
+    sizes = config["experiments"]["model_sizes"]
+    for name, v in _variants(config, "model_size").items():
+        assert v.model == sizes[name]
+        for stage in STAGES:
+            model, training = v.settings(config, stage)
+            assert model == {**_main(config, stage)[0], **sizes[name]} and training == _main(config, stage)[1]
+    assert _variants(config, "model_size")["large"].settings(config, "finetune")[0]["hidden"] == 128
+
+
+def test_scaling_pretrains_on_the_first_k_usable_sessions(config):
+    variants = _variants(config, "scaling")
+    assert [v.pretrain_sessions for v in variants.values()] == [1, 2, 4]
+    for v in variants.values():
+        for stage in STAGES:
+            assert v.settings(config, stage) == _main(config, stage)
+    # capped at the usable pretraining sessions, without repeats
+    assert list(_variants(config, "scaling", n_usable=2)) == ["sessions_1", "sessions_2"]
+    assert [v.pretrain_sessions for v in _variants(config, "scaling", n_usable=3).values()] == [1, 2, 3]
+
+
+def test_finetune_trials_set_the_train_fraction_of_the_held_out_stages(config):
+    variants = _variants(config, "finetune_trials")
+    assert [v.train_fraction for v in variants.values()] == [0.125, 0.25, 0.5, 1.0]
+    for v in variants.values():
+        for stage in ("finetune", "scratch"):
+            model, training = v.settings(config, stage)
+            assert training == {**_main(config, stage)[1], "train_fraction": v.train_fraction}
+        assert v.settings(config, "pretrain") == _main(config, "pretrain")  # pretraining keeps all its trials
+    assert list(EXPERIMENTS["finetune_trials"].variants({**config, "experiments": {**config["experiments"],
+                "finetune_fractions": [1.0, 0.5, 0.5]}}, N_USABLE)) == [Variant("fraction_0.5", train_fraction=0.5),
+                                                                       Variant("fraction_1", train_fraction=1.0)]  # fmt: skip
+
+
+def test_sweep_trials_and_best(config, tmp_path):
+    exp = EXPERIMENTS["sweep"]
+    variants = _variants(config, "sweep")
+    drawn = sweep_configs(config)
+    assert exp.selects_best and len(drawn) == config["experiments"]["sweep"]["n_configs"]
+    trials = [v for v in variants.values() if not v.from_best]
+    assert [v.name for v in exp.candidates(config, N_USABLE)] == [v.name for v in trials]
+    for i, v in enumerate(trials):
+        assert v.trial == i and v.overrides == drawn[i] and v.split == "val"
+        model, training = v.settings(config, "scratch")
+        assert {k: training[k] for k in drawn[i]["training"]} == drawn[i]["training"]
+        assert model["hidden"] == drawn[i]["model"]["hidden"] and model["n_layers"] == drawn[i]["model"]["n_layers"]
+        assert model["hidden"] % model["n_heads"] == 0 and (model["hidden"] // model["n_heads"]) % 2 == 0
+    best = variants[SWEEP_BEST]
+    assert best.from_best and exp.split_of(best) == "test"
+    with pytest.raises(ValueError, match="best.json"):
+        best.settings(config, "scratch")
+
+    # the selection: the candidate with the best mean validation score, with its settings
+    files = {}
+    for i, v in enumerate(trials):
+        files[v.name] = [tmp_path / f"{v.name}.json"]
+        score = 0.1 * i if i != 1 else 0.9
+        files[v.name][0].write_text(json.dumps({"rows": [{k: score for k in vocab.SELECTION_METRICS}]}))
+    chosen = select_best(files, {v.name: v.overrides for v in trials})
+    assert chosen["variant"] == "trial_01" and chosen["settings"] == drawn[1]
+    assert chosen["val_score"] == pytest.approx(0.9) and set(chosen["scores"]) == set(files)
+    chosen = json.loads(json.dumps(chosen))  # as read back from best.json
+    assert best.settings(config, "scratch", best=chosen) == trials[1].settings(config, "scratch")
+
+
+def test_sweep_widths_keep_even_heads(config):
+    v = Variant("odd", model={"hidden": 20, "n_heads": 4}, fit_heads=True)
+    model, _ = v.settings(config, "scratch")
+    assert model["n_heads"] == 2  # 20 / 4 = 5 is odd, 3 does not divide 20: 2 heads of 10
+    assert Variant("even", model={"hidden": 20, "n_heads": 4}).settings(config, "scratch")[0]["n_heads"] == 4  # only when asked
+    with pytest.raises(ConfigError, match="cannot be split"):
+        Variant("bad", model={"hidden": 3, "n_heads": 4}, fit_heads=True).settings(config, "scratch")
+
+
+def test_masking_variants_use_vocabulary_names():
+    for left_out in MASKING_VARIANTS.values():
+        assert set(left_out) <= set(vocab.MASKING_SCHEMES)
+
+
+# ------------------------------------------------------------------ the SLURM profile and the rules
+def _rule_bodies(text: str) -> dict[str, str]:
+    """{name: body} of the `rule NAME:` and `checkpoint NAME:` blocks of a .smk file."""
+    return dict(re.findall(r"^(?:rule|checkpoint) (\w+):\n((?:(?:[ \t]+.*)?\n)*)", text, flags=re.M))
+
+
+def test_slurm_profile_covers_every_gpu_rule_and_every_derived_rule():
+    """A derived rule (`use rule A as B`) inherits A's resources but not the profile's settings
+    for A (keyed by rule name): the profile must give B exactly A's block, and every rule asking
+    for a GPU a GPU partition."""
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    per_rule, default_partition = profile["set-resources"], profile["default-resources"]["slurm_partition"]
+    bodies, derived = {}, {}
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        bodies.update(_rule_bodies(text))
+        derived.update({child: parent for parent, child in re.findall(r"^use rule (\w+) as (\w+) with:", text, flags=re.M)})
+    gpu_rules = [name for name, body in bodies.items() if re.search(r"^\s+gpu=", body, flags=re.M)]
+    assert {"pretrain_model", "train_model"} <= set(gpu_rules)
+    assert {"exp_pretrain": "pretrain_model", "exp_train": "train_model"}.items() <= derived.items()
+    for name in gpu_rules:
+        assert per_rule.get(name, {}).get("slurm_partition", default_partition) != default_partition, name
+    for child, parent in derived.items():
+        assert per_rule.get(child) == per_rule.get(parent), f"{child} (use rule {parent}) lacks {parent}'s block"
