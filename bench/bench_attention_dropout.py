@@ -37,8 +37,12 @@ def main():
     data = load_sessions(stores)
     rows = []
     for p_attn, p_res in ((0.0, 0.1), (0.1, 0.1)):
-        cfg = ModelConfig(hidden=64, n_heads=4, mlp=128, n_layers=2, dropout=p_res, token_dropout=0.1, attention_dropout=p_attn)
-        tcfg = TrainConfig(epochs=args.epochs, batch_size=16, max_lr=5e-4, mask_ratio=0.1, val_every=5, device="cpu", progress=False)
+        cfg = ModelConfig(
+            hidden=64, n_heads=4, mlp=128, n_layers=2, dropout=p_res, token_dropout=0.1, attention_dropout=p_attn
+        )
+        tcfg = TrainConfig(
+            epochs=args.epochs, batch_size=16, max_lr=5e-4, mask_ratio=0.1, val_every=5, device="cpu", progress=False
+        )
         with tempfile.TemporaryDirectory() as tmp:
             torch.manual_seed(42)
             t0 = time.perf_counter()
@@ -46,9 +50,16 @@ def main():
             seconds = time.perf_counter() - t0
             model, _ = load_model(f"{tmp}/model.pt")
             test = evaluate(model, data, "test")
-        rows.append({"attention_dropout": p_attn, "residual_dropout": p_res, "train_s": seconds,
-                     "best_epoch": summary["best_epoch"], "val_score": summary["best_score"],
-                     **{f"test_{k}": v for k, v in test.items()}})
+        rows.append(
+            {
+                "attention_dropout": p_attn,
+                "residual_dropout": p_res,
+                "train_s": seconds,
+                "best_epoch": summary["best_epoch"],
+                "val_score": summary["best_score"],
+                **{f"test_{k}": v for k, v in test.items()},
+            }
+        )
         print(json.dumps(rows[-1]))
     print("stores:", stores)
 

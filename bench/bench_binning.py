@@ -49,7 +49,9 @@ def _per_trial_worker(args):
     out = np.zeros((len(starts), n_bins, n_units), dtype=np.uint16)
     for k, t0 in enumerate(starts):
         sel = (times >= t0) & (times < t0 + n_bins * BIN)  # the whole recording, every trial
-        h, _, _ = np.histogram2d(times[sel] - t0, units[sel], bins=(n_bins, n_units), range=((0, n_bins * BIN), (0, n_units)))
+        h, _, _ = np.histogram2d(
+            times[sel] - t0, units[sel], bins=(n_bins, n_units), range=((0, n_bins * BIN), (0, n_units))
+        )
         out[k] = h
     return out
 

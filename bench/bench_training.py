@@ -29,21 +29,32 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from flops import model_flops  # bench/, the folder of this script
 
 from neds.data.dataset import random_trials
 from neds.model.masking import SCHEMES, draw_masks
 from neds.model.neds import ModelConfig
 from neds.train import build_model
 
-from flops import model_flops  # bench/, the folder of this script
-
 CASES = {
-    "default": dict(model=dict(hidden=64, n_heads=4, mlp=128, n_layers=2, dropout=0.1, token_dropout=0.1),
-                    sessions=4, units=100, batch=16),
-    "paper5": dict(model=dict(hidden=256, n_heads=8, mlp=512, n_layers=5, dropout=0.4, token_dropout=0.2),
-                   sessions=10, units=300, batch=16),
-    "paper22": dict(model=dict(hidden=256, n_heads=8, mlp=512, n_layers=22, dropout=0.4, token_dropout=0.2),
-                    sessions=74, units=300, batch=64),
+    "default": dict(
+        model=dict(hidden=64, n_heads=4, mlp=128, n_layers=2, dropout=0.1, token_dropout=0.1),
+        sessions=4,
+        units=100,
+        batch=16,
+    ),
+    "paper5": dict(
+        model=dict(hidden=256, n_heads=8, mlp=512, n_layers=5, dropout=0.4, token_dropout=0.2),
+        sessions=10,
+        units=300,
+        batch=16,
+    ),
+    "paper22": dict(
+        model=dict(hidden=256, n_heads=8, mlp=512, n_layers=22, dropout=0.4, token_dropout=0.2),
+        sessions=74,
+        units=300,
+        batch=64,
+    ),
 }
 
 
@@ -71,7 +82,9 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_case(case: str, device: torch.device, steps: int, attention_dropout: float = 0.0, batch: int | None = None) -> dict:
+def run_case(
+    case: str, device: torch.device, steps: int, attention_dropout: float = 0.0, batch: int | None = None
+) -> dict:
     spec = CASES[case]
     batch = batch or spec["batch"]
     torch.manual_seed(0)
@@ -136,8 +149,12 @@ def run_case(case: str, device: torch.device, steps: int, attention_dropout: flo
         "fraction_of_peak": flops / dt / 1e9 / peak,
     }
     if rss:
-        res.update(rss_first_mib=rss[0], rss_last_mib=rss[-1], rss_max_mib=max(rss),
-                   rss_every_10_steps_mib=[round(r) for r in rss[::10]])
+        res.update(
+            rss_first_mib=rss[0],
+            rss_last_mib=rss[-1],
+            rss_max_mib=max(rss),
+            rss_every_10_steps_mib=[round(r) for r in rss[::10]],
+        )
     if device.type == "cuda":
         res["cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return res

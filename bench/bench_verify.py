@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-
 from benchio import emit_json
 
 
@@ -84,8 +83,10 @@ def main() -> None:
             "open_binned_ms": median_ms(lambda: open_binned(path), args.repeats),
             "checksums_ms": median_ms(lambda: content_fingerprint(loaded), args.repeats),
             "range_checks_ms": median_ms(lambda: check_binned_values(loaded, path), args.repeats),
-            "write_xarray_ms": median_ms(lambda: ds.to_zarr(tmp / "plain.zarr", mode="w", zarr_format=3, consolidated=False),
-                                         max(3, args.repeats // 4)),  # fmt: skip
+            "write_xarray_ms": median_ms(
+                lambda: ds.to_zarr(tmp / "plain.zarr", mode="w", zarr_format=3, consolidated=False),
+                max(3, args.repeats // 4),
+            ),
             "write_zarr_ms": median_ms(lambda: write_zarr(ds, tmp / "verified.zarr"), max(3, args.repeats // 4)),
         }
         res["verification_overhead_read"] = res["open_binned_ms"] / res["read_unverified_ms"] - 1

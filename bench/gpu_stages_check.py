@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 import torch
+from benchio import emit_json  # bench/, the folder of this script
 
 from neds.data.dataset import load_sessions
 from neds.stages import launch_training
 from neds.train import evaluate, load_checkpoint, load_model
-
-from benchio import emit_json  # bench/, the folder of this script
 
 
 def settings(path: Path, device: str, epochs: int | None) -> tuple[dict, dict, list[str]]:
@@ -47,30 +46,48 @@ def main():
     parser.add_argument("--heldout", required=True, help="the held-out session to fine-tune on")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--epochs", type=int, default=None, help="override both stages' epochs (a quick try)")
-    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "neds_gpu_stages"), help="where the two models are trained")
+    parser.add_argument(
+        "--work", default=str(Path(tempfile.gettempdir()) / "neds_gpu_stages"), help="where the two models are trained"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     run, work = Path(args.run), Path(args.work)
-    res = {"device": args.device, "torch": torch.__version__,
-           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""}  # fmt: skip
+    res = {
+        "device": args.device,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "",
+    }
 
     model_cfg, train_cfg, eids = settings(run / "models/pretrain/model.pt", args.device, args.epochs)
     stores = [run / "binned" / f"{eid}.zarr" for eid in eids]
     t0 = time.perf_counter()
     pre = launch_training("pretrain", stores, work / "pretrain", model_cfg, train_cfg)
-    res["pretrain"] = {"wall_s": time.perf_counter() - t0, "sessions": len(eids), "epochs": train_cfg["epochs"],
-                       "batch_size": train_cfg["batch_size"], "trials_per_second": pre["trials_per_second"],
-                       "best_validation": {k: v for k, v in (pre["best_val"] or {}).items() if k.startswith("val_")}}  # fmt: skip
+    res["pretrain"] = {
+        "wall_s": time.perf_counter() - t0,
+        "sessions": len(eids),
+        "epochs": train_cfg["epochs"],
+        "batch_size": train_cfg["batch_size"],
+        "trials_per_second": pre["trials_per_second"],
+        "best_validation": {k: v for k, v in (pre["best_val"] or {}).items() if k.startswith("val_")},
+    }
 
     ft_model = run / "models/finetune" / args.heldout / "model.pt"
     model_cfg, train_cfg, _ = settings(ft_model, args.device, args.epochs)
     store = run / "binned" / f"{args.heldout}.zarr"
     t0 = time.perf_counter()
-    ft = launch_training("finetune", [store], work / "finetune", model_cfg, train_cfg, pretrained=work / "pretrain/model.pt")
-    res["finetune"] = {"wall_s": time.perf_counter() - t0, "epochs": train_cfg["epochs"], "batch_size": train_cfg["batch_size"],
-                       "trials_per_second": ft["trials_per_second"]}  # fmt: skip
-    res["test_metrics"] = {"this_device": scores(work / "finetune/model.pt", store, args.device),
-                           "cpu_run": scores(ft_model, store, args.device)}  # fmt: skip
+    ft = launch_training(
+        "finetune", [store], work / "finetune", model_cfg, train_cfg, pretrained=work / "pretrain/model.pt"
+    )
+    res["finetune"] = {
+        "wall_s": time.perf_counter() - t0,
+        "epochs": train_cfg["epochs"],
+        "batch_size": train_cfg["batch_size"],
+        "trials_per_second": ft["trials_per_second"],
+    }
+    res["test_metrics"] = {
+        "this_device": scores(work / "finetune/model.pt", store, args.device),
+        "cpu_run": scores(ft_model, store, args.device),
+    }
     res["cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     emit_json(res, args.out)
 

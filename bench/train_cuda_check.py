@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchio import emit_json  # bench/, the folder of this script
 
 from neds.data.dataset import random_trials
 from neds.model.neds import ModelConfig
 from neds.train import TrainConfig, build_model, evaluate, load_model, train
-
-from benchio import emit_json  # bench/, the folder of this script
 
 
 def main():
@@ -34,7 +33,9 @@ def main():
     rng = np.random.default_rng(0)
     data = random_trials([300] + [int(300 * f) for f in rng.uniform(0.7, 1.0, 9)], 120, splits=(0.7, 0.15, 0.15))
     cfg = ModelConfig(hidden=256, n_heads=8, mlp=512, n_layers=5, dropout=0.4, token_dropout=0.2)
-    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, max_lr=2e-4, val_every=1, device=args.device, progress=False)
+    tcfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch, max_lr=2e-4, val_every=1, device=args.device, progress=False
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         t0 = time.perf_counter()

@@ -27,7 +27,9 @@ def _load_config(path: str) -> dict:
     from neds.config import ConfigError, validate_config
 
     if not Path(path).is_file():
-        raise ConfigError(f"config file {path} does not exist; pass --config with a workflow config such as config/config.yaml")
+        raise ConfigError(
+            f"config file {path} does not exist; pass --config with a workflow config such as config/config.yaml"
+        )
     with open(path) as f:
         config = yaml.safe_load(f)
     if not isinstance(config, dict) or not config:
@@ -75,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
         out = Path(config["simulation"]["output_dir"])
         manifest = simulate_sessions(
-            out / "one_cache", out / "ground_truth", simulation_config(config), hash_files=config["simulation"]["hash_files"]
+            out / "one_cache",
+            out / "ground_truth",
+            simulation_config(config),
+            hash_files=config["simulation"]["hash_files"],
         )
         print(manifest.to_string(index=False))
     elif args.command == "bin":
@@ -122,8 +127,15 @@ def _train(args, config: dict) -> None:
             raise SystemExit(f"--eid must name a usable session of {binned / 'sessions.tsv'}")
         eids, out = [args.eid], models / stage.name / args.eid
         pretrained = models / vocab.PRETRAIN.name / "model.pt" if stage.from_pretrained else None
-    run_training(stage.name, [binned / f"{e}.zarr" for e in eids], out, model_settings(config, stage.name), settings, pretrained=pretrained,
-                 threads=config["training"]["threads"])
+    run_training(
+        stage.name,
+        [binned / f"{e}.zarr" for e in eids],
+        out,
+        model_settings(config, stage.name),
+        settings,
+        pretrained=pretrained,
+        threads=config["training"]["threads"],
+    )
 
 
 if __name__ == "__main__":

@@ -124,7 +124,9 @@ def session_lists(config: dict[str, Any], base_dir: Path | None = None) -> tuple
         pretrain = read_eid_list(data.get("pretrain_eids"), "data.pretrain_eids", base_dir)
         heldout = read_eid_list(data.get("heldout_eids"), "data.heldout_eids", base_dir)
         if not pretrain and not heldout:
-            raise ConfigError("data.source is 'ibl' but data.pretrain_eids and data.heldout_eids are empty; list sessions")
+            raise ConfigError(
+                "data.source is 'ibl' but data.pretrain_eids and data.heldout_eids are empty; list sessions"
+            )
     check_no_leakage(pretrain, heldout)
     return pretrain, heldout
 
@@ -295,7 +297,8 @@ _EXECUTOR_KEYS = ("threads", "gpus", "pretrain_gpus")  # resources of the jobs, 
 def train_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
     """:class:`neds.train.TrainConfig` fields of one stage of a validated config:
     ``training.<stage>`` over the shared ``training`` keys (device, seed, val_every, ...)."""
-    from neds.vocab import STAGES, stage as check_stage
+    from neds.vocab import STAGES
+    from neds.vocab import stage as check_stage
 
     check_stage(stage)
     training = config["training"]
@@ -307,7 +310,8 @@ def model_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
     """:class:`neds.model.neds.ModelConfig` fields of one stage's model: ``model`` with
     ``n_layers`` replaced by ``pretrain_n_layers`` (when set) for the pretrained model and the
     models fine-tuned from it."""
-    from neds.vocab import PRETRAIN, stage as check_stage
+    from neds.vocab import PRETRAIN
+    from neds.vocab import stage as check_stage
 
     deep_model = stage == PRETRAIN.name or check_stage(stage).from_pretrained
     model = dict(config["model"])

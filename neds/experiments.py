@@ -122,7 +122,9 @@ class Variant:
         model, training = model_settings(config, kind.name), train_settings(config, kind.name)
         if self.from_best:
             if best is None:
-                raise ValueError(f"variant {self.name!r} takes its settings from its experiment's best.json; pass best=")
+                raise ValueError(
+                    f"variant {self.name!r} takes its settings from its experiment's best.json; pass best="
+                )
             model.update(best["settings"]["model"])
             training.update(best["settings"]["training"])
         model.update(self.model)
@@ -167,7 +169,9 @@ class Experiment:
     def __post_init__(self) -> None:
         for s in self.stages:
             if s not in vocab.HELDOUT_STAGES:
-                raise ValueError(f"experiment {self.name}: {s!r} is not a per-session stage; use one of {vocab.HELDOUT_STAGES}")
+                raise ValueError(
+                    f"experiment {self.name}: {s!r} is not a per-session stage; use one of {vocab.HELDOUT_STAGES}"
+                )
         if self.split not in vocab.SPLITS:
             raise ValueError(f"experiment {self.name}: unknown split {self.split!r}; use one of {vocab.SPLITS}")
 
@@ -218,8 +222,12 @@ def sweep_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = float(rng.uniform(*sw["mask_ratio"]))
         hidden = int(rng.choice(sw["hidden"]))
         layers = int(rng.choice(sw["n_layers"]))
-        out.append({"model": {"hidden": hidden, "n_layers": layers},
-                    "training": {"max_lr": lr, "weight_decay": wd, "mask_ratio": ratio}})  # fmt: skip
+        out.append(
+            {
+                "model": {"hidden": hidden, "n_layers": layers},
+                "training": {"max_lr": lr, "weight_decay": wd, "mask_ratio": ratio},
+            }
+        )
     return out
 
 
@@ -260,17 +268,38 @@ EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
         Experiment("seeds", "NEDS over training seeds", _HELDOUT_NEDS, False, _seed_variants),
-        Experiment("ablation_masking", "masking ablation (pretrained, then fine-tuned)", (vocab.FINETUNE.name,), True,
-                   _masking_variants),
+        Experiment(
+            "ablation_masking",
+            "masking ablation (pretrained, then fine-tuned)",
+            (vocab.FINETUNE.name,),
+            True,
+            _masking_variants,
+        ),
         Experiment("model_size", "model size (pretrained, then fine-tuned)", _HELDOUT_NEDS, True, _size_variants),
-        Experiment("scaling", "number of pretraining sessions (then fine-tuned)", (vocab.FINETUNE.name,), True,
-                   _scaling_variants),
-        Experiment("finetune_trials", "fraction of the held-out sessions' training trials", _HELDOUT_NEDS, False,
-                   _fraction_variants),
-        Experiment("sweep", "hyper-parameter sweep (trained from scratch)", (vocab.SCRATCH.name,), False, _sweep_variants,
-                   selects_best=True),
+        Experiment(
+            "scaling",
+            "number of pretraining sessions (then fine-tuned)",
+            (vocab.FINETUNE.name,),
+            True,
+            _scaling_variants,
+        ),
+        Experiment(
+            "finetune_trials",
+            "fraction of the held-out sessions' training trials",
+            _HELDOUT_NEDS,
+            False,
+            _fraction_variants,
+        ),
+        Experiment(
+            "sweep",
+            "hyper-parameter sweep (trained from scratch)",
+            (vocab.SCRATCH.name,),
+            False,
+            _sweep_variants,
+            selects_best=True,
+        ),
     )
-}  # fmt: skip
+}
 """The experiments by name: the workflow's targets, in the order of ``snakemake experiments``."""
 EXPERIMENT_TITLES = {name: e.title for name, e in EXPERIMENTS.items()}
 """Figure titles by experiment name."""

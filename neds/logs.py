@@ -21,6 +21,8 @@ def log_to_file(path: str | Path | None, level: int = logging.INFO) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        sys.stderr = open(path, "w", buffering=1)  # noqa: SIM115 (lives as long as the job)
+        sys.stderr = open(path, "w", buffering=1)
         handlers = [logging.StreamHandler(sys.stderr)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
+    )

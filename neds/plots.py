@@ -80,8 +80,13 @@ OTHER_COLOUR = "#444444"  # a column that is not a method of neds.vocab (e.g. an
 FLOOR = -1.0  # bits per spike and R² below this are drawn on the axis edge as a down triangle
 BLOCK_STYLE = {0: ("pLeft 0.2", "#2166ac"), 1: ("pLeft 0.5", "#888888"), 2: ("pLeft 0.8", "#b2182b")}
 CHOICE_LABELS = {0: "choice −1", 1: "choice +1"}  # IBL choice values of classes 0 / 1
-FEATURE_LABELS = {"input": "input\nembedding", "output": "output\nembedding", "both": "input +\noutput",
-                  "mean_rate": "mean rate", "psth": "PSTH"}
+FEATURE_LABELS = {
+    "input": "input\nembedding",
+    "output": "output\nembedding",
+    "both": "input +\noutput",
+    "mean_rate": "mean rate",
+    "psth": "PSTH",
+}
 SCORE_LABELS = {
     ENCODING.name: "validation bits per spike",
     DECODING.name: "validation score\n(mean of 4 decoding scores)",
@@ -133,7 +138,9 @@ def _strip(ax, df: pd.DataFrame, metric: str, methods: list[str], floor: float |
             ax.scatter(x[low], np.full(low.sum(), floor), s=30, marker="v", color=colour, zorder=3)
         mean, sem, _ = mean_sem(values)
         if np.isfinite(mean) and (floor is None or mean >= floor):
-            ax.errorbar(i + 0.22, mean, yerr=sem, fmt="D", markersize=5, color="black", capsize=3, linewidth=1.2, zorder=4)
+            ax.errorbar(
+                i + 0.22, mean, yerr=sem, fmt="D", markersize=5, color="black", capsize=3, linewidth=1.2, zorder=4
+            )
     ax.set_xticks(range(len(methods)), [_method_style(m)[0] for m in methods])
     ax.set_xlim(-0.6, len(methods) - 0.4)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -176,8 +183,11 @@ def plot_methods_encoding(metrics: pd.DataFrame | str | Path) -> Figure:
             oracle = df.loc[df["method"] == ORACLE, metric].dropna()
             if len(oracle):
                 _hline(ax, float(oracle.mean()), "oracle mean", ":")
-            ax.set_title("per-unit bits per spike, mean over units" if metric == "bps_unit_mean" else
-                         "bits per spike pooled over units")
+            ax.set_title(
+                "per-unit bits per spike, mean over units"
+                if metric == "bps_unit_mean"
+                else "bits per spike pooled over units"
+            )
         fig.suptitle(f"Encoding: test trials of {_n_sessions(df)} held-out session(s); mean ± s.e.m. over sessions")
     return fig
 
@@ -191,8 +201,12 @@ def plot_methods_decoding(metrics: pd.DataFrame | str | Path) -> Figure:
     """
     df = _table(metrics)
     panels = ("choice_acc", "block_acc", "wheel_r2", "whisker_r2")
-    chance = {"choice_acc": (0.5, "chance 0.5"), "block_acc": (1 / 3, "chance 1/3"),
-              "wheel_r2": (0.0, "mean predictor"), "whisker_r2": (0.0, "mean predictor")}
+    chance = {
+        "choice_acc": (0.5, "chance 0.5"),
+        "block_acc": (1 / 3, "chance 1/3"),
+        "wheel_r2": (0.0, "mean predictor"),
+        "whisker_r2": (0.0, "mean predictor"),
+    }
     methods = _methods(df, panels)
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(max(12.0, 1.1 * len(methods) * 4), 3.8), layout="constrained")
@@ -208,9 +222,13 @@ def plot_methods_decoding(metrics: pd.DataFrame | str | Path) -> Figure:
     return fig
 
 
-def plot_pretraining_gain(metrics: pd.DataFrame | str | Path, gain: pd.DataFrame | str | Path,
-                          panels: Sequence[str] = SELECTION_METRICS,
-                          pretrained: str = NEDS_FINETUNED, scratch: str = NEDS_SCRATCH) -> Figure:
+def plot_pretraining_gain(
+    metrics: pd.DataFrame | str | Path,
+    gain: pd.DataFrame | str | Path,
+    panels: Sequence[str] = SELECTION_METRICS,
+    pretrained: str = NEDS_FINETUNED,
+    scratch: str = NEDS_SCRATCH,
+) -> Figure:
     """Pretrained then fine-tuned vs trained from scratch, one point per held-out session.
 
     Parameters
@@ -242,12 +260,18 @@ def plot_pretraining_gain(metrics: pd.DataFrame | str | Path, gain: pd.DataFrame
             ax.set_ylim(lims)
             ax.set_aspect("equal")
             g = gain_of.get(metric, np.nan)
-            ax.set_title(f"{METRIC_LABELS.get(metric, metric)}\ngain {g:+.1f} %" if np.isfinite(g) else
-                         f"{METRIC_LABELS.get(metric, metric)}\ngain n/a", fontsize=9)
+            ax.set_title(
+                f"{METRIC_LABELS.get(metric, metric)}\ngain {g:+.1f} %"
+                if np.isfinite(g)
+                else f"{METRIC_LABELS.get(metric, metric)}\ngain n/a",
+                fontsize=9,
+            )
             ax.set_xlabel("from scratch")
             ax.set_ylabel("pretrained + fine-tuned")
-        fig.suptitle(f"Pretraining gain on {len(wide)} held-out session(s): above the diagonal, pretraining helps; "
-                     "gain = (mean fine-tuned − mean scratch) / |mean scratch|")
+        fig.suptitle(
+            f"Pretraining gain on {len(wide)} held-out session(s): above the diagonal, pretraining helps; "
+            "gain = (mean fine-tuned − mean scratch) / |mean scratch|"
+        )
     return fig
 
 
@@ -267,8 +291,13 @@ def _example_trials(n_total: int, n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_total - 1, min(n, n_total)).round().astype(int))
 
 
-def plot_examples(binned: xr.Dataset | str | Path, predictions: xr.Dataset | str | Path,
-                  unit: int | None = None, n_trials: int = 3, smooth_bins: float = 2.0) -> Figure:
+def plot_examples(
+    binned: xr.Dataset | str | Path,
+    predictions: xr.Dataset | str | Path,
+    unit: int | None = None,
+    n_trials: int = 3,
+    smooth_bins: float = 2.0,
+) -> Figure:
     """Example predictions of one method on one held-out session's test trials.
 
     Parameters
@@ -288,7 +317,9 @@ def plot_examples(binned: xr.Dataset | str | Path, predictions: xr.Dataset | str
     data = open_binned(binned) if not isinstance(binned, xr.Dataset) else binned
     pred = verify_store(predictions) if not isinstance(predictions, xr.Dataset) else predictions
     if "rate" not in pred:
-        raise ValueError(f"predictions of {pred.attrs.get('method', '?')} have no 'rate'; pass an encoding method's store")
+        raise ValueError(
+            f"predictions of {pred.attrs.get('method', '?')} have no 'rate'; pass an encoding method's store"
+        )
     data = data.sel(trial=pred["trial"].values)
     time = data["time"].values  # (T,) s from stimulus onset
     dt = float(np.median(np.diff(time)))  # bin width, s
@@ -298,7 +329,9 @@ def plot_examples(binned: xr.Dataset | str | Path, predictions: xr.Dataset | str
         unit = choose_example_unit(counts, pred["unit_bps"].values if "unit_bps" in pred else np.zeros(counts.shape[2]))
     choice, block = data["choice"].values.astype(int), data["block"].values.astype(int)
     obs_u, pred_u = counts[:, :, unit], rate[:, :, unit]  # (K, T)
-    smooth = (lambda x: gaussian_filter1d(x, smooth_bins, axis=-1, mode="nearest")) if smooth_bins > 0 else (lambda x: x)
+    smooth = (
+        (lambda x: gaussian_filter1d(x, smooth_bins, axis=-1, mode="nearest")) if smooth_bins > 0 else (lambda x: x)
+    )
     region = str(data["unit_region"].values[unit]) if "unit_region" in data.coords else "?"
     bps = float(pred["unit_bps"].values[unit]) if "unit_bps" in pred else np.nan
     method = pred.attrs.get("method", "predicted")
@@ -309,8 +342,10 @@ def plot_examples(binned: xr.Dataset | str | Path, predictions: xr.Dataset | str
         top, middle, bottom = fig.subfigures(3, 1, height_ratios=(1, 1.1, 1))
         # a) PSTH per choice, a line per block prior
         psth_axes = top.subplots(1, 2, sharey=True)
-        style = [Line2D([], [], color="black", linewidth=1, label="observed"),
-                 Line2D([], [], color="black", linewidth=2.2, linestyle="--", label=f"predicted ({method})")]
+        style = [
+            Line2D([], [], color="black", linewidth=1, label="observed"),
+            Line2D([], [], color="black", linewidth=2.2, linestyle="--", label=f"predicted ({method})"),
+        ]
         for ax, c in zip(psth_axes, (0, 1)):
             for b, (label, colour) in BLOCK_STYLE.items():
                 sel = (choice == c) & (block == b)
@@ -324,21 +359,34 @@ def plot_examples(binned: xr.Dataset | str | Path, predictions: xr.Dataset | str
             ax.set_xlabel("time from stimulus onset (s)")
             ax.legend(handles=[*ax.get_legend_handles_labels()[0], *style], loc="best", fontsize=7)
         psth_axes[0].set_ylabel("firing rate (Hz)")
-        top.suptitle(f"a) unit {unit} ({region}, {bps:.3f} bits/spike): test-trial PSTHs, "
-                     f"Gaussian smoothing s.d. {smooth_bins * dt * 1000:g} ms", x=0.01, ha="left")
+        top.suptitle(
+            f"a) unit {unit} ({region}, {bps:.3f} bits/spike): test-trial PSTHs, "
+            f"Gaussian smoothing s.d. {smooth_bins * dt * 1000:g} ms",
+            x=0.01,
+            ha="left",
+        )
         # b) single-trial rasters, trials sorted by choice then block
         order = np.lexsort((block, choice))
         vmax = max(float(np.percentile(obs_u, 99.5)), float(pred_u.max()), 1e-9)
         resid = obs_u - pred_u
         rmax = max(float(np.percentile(np.abs(resid), 99.5)), 1e-9)
         raster_axes = middle.subplots(1, 3, sharey=True)
-        panels = ((obs_u, "observed", "Greys", 0, vmax, "spikes per bin"),
-                  (pred_u, f"predicted ({method})", "Greys", 0, vmax, "expected spikes per bin"),
-                  (resid, "residual (observed − predicted)", "RdBu_r", -rmax, rmax, "spikes per bin"))
+        panels = (
+            (obs_u, "observed", "Greys", 0, vmax, "spikes per bin"),
+            (pred_u, f"predicted ({method})", "Greys", 0, vmax, "expected spikes per bin"),
+            (resid, "residual (observed − predicted)", "RdBu_r", -rmax, rmax, "spikes per bin"),
+        )
         boundaries = np.flatnonzero(np.diff(choice[order] * 3 + block[order])) + 0.5
         for ax, (img, title, cmap, lo, hi, clabel) in zip(raster_axes, panels):
-            im = ax.imshow(img[order], aspect="auto", interpolation="nearest", cmap=cmap, vmin=lo, vmax=hi,
-                           extent=(*extent, len(order) - 0.5, -0.5))
+            im = ax.imshow(
+                img[order],
+                aspect="auto",
+                interpolation="nearest",
+                cmap=cmap,
+                vmin=lo,
+                vmax=hi,
+                extent=(*extent, len(order) - 0.5, -0.5),
+            )
             for y in boundaries:
                 ax.axhline(y, color="tab:orange", linewidth=0.8)
             ax.axvline(0, color="tab:orange", linewidth=0.8, linestyle=":")
@@ -351,13 +399,20 @@ def plot_examples(binned: xr.Dataset | str | Path, predictions: xr.Dataset | str
         group_labels = [f"{CHOICE_LABELS[g // 3].split()[1]}, {BLOCK_STYLE[g % 3][0]}" for g in groups[starts]]
         raster_axes[0].set_yticks((starts + ends - 1) / 2, group_labels, fontsize=7)
         raster_axes[0].set_ylabel("test trials by choice, block prior")
-        middle.suptitle(f"b) unit {unit}: single test trials ({len(order)}), {dt * 1000:g} ms bins; "
-                        "orange lines separate choice × block groups", x=0.01, ha="left")
+        middle.suptitle(
+            f"b) unit {unit}: single test trials ({len(order)}), {dt * 1000:g} ms bins; "
+            "orange lines separate choice × block groups",
+            x=0.01,
+            ha="left",
+        )
         # c) decoded behaviour vs truth
         beh_axes = bottom.subplots(1, 2)
         shown = _example_trials(len(order), n_trials)
         colours = mpl.colormaps["tab10"].colors
-        behaviours = (("wheel", "wheel_speed", "wheel speed"), ("whisker", "whisker_motion_energy", "whisker motion energy"))
+        behaviours = (
+            ("wheel", "wheel_speed", "wheel speed"),
+            ("whisker", "whisker_motion_energy", "whisker motion energy"),
+        )
         for ax, (var, truth_var, label) in zip(beh_axes, behaviours):
             truth = data[truth_var].values
             if var not in pred:
@@ -374,8 +429,9 @@ def plot_examples(binned: xr.Dataset | str | Path, predictions: xr.Dataset | str
             ax.set_xlabel("time from stimulus onset (s)")
             ax.set_ylabel(f"{label} (min–max scaled)")
         if beh_axes[1].get_legend_handles_labels()[0]:
-            beh_axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="solid: true\ndashed: decoded",
-                               title_fontsize=8)
+            beh_axes[1].legend(
+                loc="upper left", bbox_to_anchor=(1.01, 1.0), title="solid: true\ndashed: decoded", title_fontsize=8
+            )
         bottom.suptitle(f"c) decoded behaviour ({method}) on {len(shown)} test trials", x=0.01, ha="left")
         fig.suptitle(f"Session {data.attrs.get('eid', '?')}: {method} on held-out test trials", fontsize=11)
     return fig
@@ -412,15 +468,24 @@ def _confusion_panel(fig, ax, result: dict, regions: list[str], feature_set: str
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     for i in range(frac.shape[0]):
         for j in range(frac.shape[1]):
-            ax.text(j, i, f"{frac[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if frac[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{frac[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if frac[i, j] > 0.6 else "black",
+            )
     ax.set_xticks(range(len(regions)), regions)
     ax.set_yticks(range(len(regions)), regions)
     ax.set_xlabel("predicted region")
     ax.set_ylabel("true region")
     ax.spines[:].set_visible(False)
-    ax.set_title(f"confusion, {FEATURE_LABELS.get(feature_set, feature_set).replace(chr(10), ' ')} "
-                 f"(accuracy {result['accuracy']:.2f})")
+    ax.set_title(
+        f"confusion, {FEATURE_LABELS.get(feature_set, feature_set).replace(chr(10), ' ')} "
+        f"(accuracy {result['accuracy']:.2f})"
+    )
     fig.colorbar(im, ax=ax, label="fraction of the true region's units", shrink=0.85)
 
 
@@ -428,7 +493,9 @@ def _accuracy_panel(ax, results: dict, chance: float) -> None:
     names = [f for f in FEATURE_LABELS if f in results] + sorted(set(results) - set(FEATURE_LABELS))
     acc = [results[f]["accuracy"] for f in names]
     sem = [results[f].get("accuracy_sem", 0.0) for f in names]
-    colours = ["#1f5f99" if f in ("input", "output", "both") else "#aaaaaa" for f in names]  # embeddings, then simple features
+    colours = [
+        "#1f5f99" if f in ("input", "output", "both") else "#aaaaaa" for f in names
+    ]  # embeddings, then simple features
     ax.bar(range(len(names)), acc, yerr=sem, color=colours, capsize=4, width=0.65)
     _hline(ax, chance, f"chance {chance:.2f} (majority region)")
     ax.set_xticks(range(len(names)), [FEATURE_LABELS.get(f, f) for f in names])
@@ -469,12 +536,20 @@ def plot_probing(probe: dict | str | Path, embeddings: xr.Dataset | str | Path, 
         for r in [*regions, *sorted(set(unit_region) - set(regions))]:
             sel = unit_region == r
             if sel.any():
-                ax_map.scatter(scores[sel, 0], scores[sel, 1], s=10, alpha=0.75, color=colour.get(r, "0.6"),
-                               edgecolor="none", label=f"{r} ({sel.sum()})")
+                ax_map.scatter(
+                    scores[sel, 0],
+                    scores[sel, 1],
+                    s=10,
+                    alpha=0.75,
+                    color=colour.get(r, "0.6"),
+                    edgecolor="none",
+                    label=f"{r} ({sel.sum()})",
+                )
         ax_map.set_xlabel(f"PC 1 ({100 * var[0]:.0f} % of variance)")
         ax_map.set_ylabel(f"PC 2 ({100 * var[1]:.0f} % of variance)")
-        ax_map.set_title(f"unit embeddings, PCA ({len(unit_region)} units, "
-                         f"{len(set(as_str(emb['session'].values)))} sessions)")
+        ax_map.set_title(
+            f"unit embeddings, PCA ({len(unit_region)} units, {len(set(as_str(emb['session'].values)))} sessions)"
+        )
         ax_map.legend(title="region (units)", loc="best", markerscale=2)
         if results:
             _confusion_panel(fig, ax_conf, results[feature_set], regions, feature_set)
@@ -483,10 +558,19 @@ def plot_probing(probe: dict | str | Path, embeddings: xr.Dataset | str | Path, 
             reason = probe.get("skipped", "no probe results")
             for ax in (ax_conf, ax_acc):
                 ax.set_axis_off()
-            ax_conf.text(0.5, 0.5, "probing skipped:\n" + textwrap.fill(reason, 50), transform=ax_conf.transAxes,
-                         ha="center", va="center", wrap=True)
-        fig.suptitle(f"Brain-region probing: {probe.get('target', '?')} model, {probe.get('n_units', len(unit_region))} units, "
-                     f"{len(regions)} regions")
+            ax_conf.text(
+                0.5,
+                0.5,
+                "probing skipped:\n" + textwrap.fill(reason, 50),
+                transform=ax_conf.transAxes,
+                ha="center",
+                va="center",
+                wrap=True,
+            )
+        fig.suptitle(
+            f"Brain-region probing: {probe.get('target', '?')} model, {probe.get('n_units', len(unit_region))} units, "
+            f"{len(regions)} regions"
+        )
     return fig
 
 
@@ -521,8 +605,15 @@ def plot_training_curves(runs: Mapping[str, Sequence[str | Path]]) -> Figure:
                     row[1].plot(v["epoch"], v["val_score"], color=c, marker="o", markersize=3, linewidth=1.5)
                     if len(v):
                         best = v.loc[v["val_score"].idxmax()]
-                        row[1].plot(best["epoch"], best["val_score"], marker="*", markersize=12, color=c,
-                                    markeredgecolor="black", markeredgewidth=0.5)
+                        row[1].plot(
+                            best["epoch"],
+                            best["val_score"],
+                            marker="*",
+                            markersize=12,
+                            color=c,
+                            markeredgecolor="black",
+                            markeredgewidth=0.5,
+                        )
             row[0].set_ylabel("training loss\n(summed masked losses)")
             row[1].set_ylabel(SCORE_LABELS.get(kind, "validation score\n(mean of bps and decoding)"))
             row[0].set_title(STAGES[kind].title if kind in STAGES else kind, loc="left")
@@ -547,8 +638,10 @@ def plot_experiment(metrics: pd.DataFrame | str | Path, experiment: str) -> Figu
     df = _table(metrics).copy()
     order = list(dict.fromkeys(df["variant"]))
     short = {NEDS_FINETUNED: "fine-tuned", NEDS_SCRATCH: "scratch"}
-    df["method"] = [f"{v}\n{short.get(m, m)}" + ("\n(val)" if s == "val" else "") for v, m, s in
-                    zip(df["variant"], df["method"], df["split"])]  # fmt: skip
+    df["method"] = [
+        f"{v}\n{short.get(m, m)}" + ("\n(val)" if s == "val" else "")
+        for v, m, s in zip(df["variant"], df["method"], df["split"])
+    ]
     columns = list(dict.fromkeys(m for v in order for m in df.loc[df["variant"] == v, "method"]))
     metrics_present = [m for m in EXPERIMENT_METRICS if m in df and df[m].notna().any()]
     with mpl.rc_context(STYLE):

@@ -17,14 +17,29 @@ import pandas as pd
 
 from neds.config import check_no_shared_subjects
 from neds.data.session import BinningParams, bin_session
-from neds.io.files import atomic_write
-from neds.io.files import write_json
+from neds.io.files import atomic_write, write_json
 from neds.io.ibl import OneSettings, connect, download_session, load_session, one_line
 from neds.io.store import SESSION_COLUMNS, write_table, write_unusable, write_zarr
 from neds.logs import log_to_file
 from neds.vocab import LINEAR, ORACLE, RRR
 
-__all__ = ["run_bin_session", "run_download_session", "run_summarize_sessions", "usable_eids", "run_training", "launch_training", "run_evaluate_session", "run_summarize_evaluation", "run_probe", "run_fit_rrr", "run_score_models", "run_summarize_experiment", "run_table1", "run_bwb_export", "log_to_file"]
+__all__ = [
+    "run_bin_session",
+    "run_download_session",
+    "run_summarize_sessions",
+    "usable_eids",
+    "run_training",
+    "launch_training",
+    "run_evaluate_session",
+    "run_summarize_evaluation",
+    "run_probe",
+    "run_fit_rrr",
+    "run_score_models",
+    "run_summarize_experiment",
+    "run_table1",
+    "run_bwb_export",
+    "log_to_file",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -85,9 +100,7 @@ def run_bin_session(
         write_unusable(out_zarr, result.status)
     else:
         write_zarr(result.dataset, out_zarr)
-        _log.info(
-            "session %s: %d trials x %d bins x %d units", eid, *result.dataset["spikes"].shape
-        )
+        _log.info("session %s: %d trials x %d bins x %d units", eid, *result.dataset["spikes"].shape)
     write_table(result.dropped, out_dropped)
     write_json(result.status, out_status)
     return result.status
@@ -139,7 +152,7 @@ def run_summarize_sessions(
             table[col] = ""
     check_no_shared_subjects(rows)
     table = table[list(SESSION_COLUMNS)]
-    for col in table.columns[table.dtypes == object]:  # one row per session, whatever a reason holds
+    for col in table.select_dtypes(include=object).columns:  # one row per session, whatever a reason holds
         table[col] = table[col].map(lambda v: one_line(v) if isinstance(v, str) else v)
     write_table(table, out_tsv)
     bad = table.loc[~table["usable"].astype(bool)]
@@ -211,8 +224,10 @@ def run_training(
     kind = vocab.stage(stage)  # ValueError naming the stages for an unknown one
     if kind.from_pretrained != (pretrained is not None):
         starts = [s.name for s in vocab.STAGES.values() if s.from_pretrained]
-        raise ValueError(f"{stage}: the stages that start from the pretrained model ({', '.join(starts)}) need its checkpoint, "
-                         "and only they take one")  # fmt: skip
+        raise ValueError(
+            f"{stage}: the stages that start from the pretrained model ({', '.join(starts)}) need its checkpoint, "
+            "and only they take one"
+        )
     if threads:
         torch.set_num_threads(threads)
     tcfg = TrainConfig.from_dict(train_config)
@@ -262,21 +277,35 @@ def launch_training(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = {
-        "stage": stage, "stores": [str(s) for s in stores], "out_dir": str(out_dir), "model_config": model_config,
-        "train_config": train_config, "pretrained": str(pretrained) if pretrained else None, "threads": threads,
-    }  # fmt: skip
+        "stage": stage,
+        "stores": [str(s) for s in stores],
+        "out_dir": str(out_dir),
+        "model_config": model_config,
+        "train_config": train_config,
+        "pretrained": str(pretrained) if pretrained else None,
+        "threads": threads,
+    }
     spec_path = out_dir / "launch_spec.json"
     write_json(spec, spec_path)
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "neds", "train-spec", str(spec_path),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "neds",
+        "train-spec",
+        str(spec_path),
+    ]
     _log.info("launching %s", " ".join(cmd))
     with open(log, "a") if log else open(os.devnull, "w") as sink:
         done = subprocess.run(cmd, stdout=sink if log else None, stderr=subprocess.STDOUT if log else None)
     if done.returncode != 0:
         where = f"; see {log}" if log else ""
-        raise RuntimeError(f"distributed {stage} training ({nproc} processes) failed with exit code {done.returncode}{where}")
+        raise RuntimeError(
+            f"distributed {stage} training ({nproc} processes) failed with exit code {done.returncode}{where}"
+        )
     return json.loads((out_dir / "summary.json").read_text())
 
 
@@ -326,7 +355,10 @@ def run_evaluate_session(
         from neds.evaluate.rrr import load_rrr
 
         rrr_enc, rrr_dec = load_rrr(rrr)
-        methods[RRR] = ({**rrr_enc.predict_session(data, split), **rrr_dec.predict_session(data, split)}, {"fit": str(rrr)})
+        methods[RRR] = (
+            {**rrr_enc.predict_session(data, split), **rrr_dec.predict_session(data, split)},
+            {"fit": str(rrr)},
+        )
     if truth is not None:
         idx = data.indices(split)
         methods[ORACLE] = ({"rate": oracle_rates(truth, store, data.trial[idx].numpy())}, {"source": str(truth)})
@@ -334,16 +366,30 @@ def run_evaluate_session(
     out_predictions = Path(out_predictions)
     for name, (pred, info) in methods.items():
         row, per_unit = score(pred, data, split)
-        rows.append({"method": name, "eid": eid, "split": split, "n_trials": int(len(data.indices(split))),
-                     "n_units": int(data.n_units[0]), **row, "info": info})
+        rows.append(
+            {
+                "method": name,
+                "eid": eid,
+                "split": split,
+                "n_trials": int(len(data.indices(split))),
+                "n_units": int(data.n_units[0]),
+                **row,
+                "info": info,
+            }
+        )
         ds = predictions_dataset(pred, per_unit, data, split, {"eid": eid, "method": name, "split": split})
         write_zarr(ds, out_predictions / f"{name}.zarr")
     write_json({"rows": rows}, out_metrics)
     return rows
 
 
-def run_summarize_evaluation(metric_files: list[str | Path], out_table: str | Path, out_summary: str | Path,
-                             out_gain: str | Path, out_markdown: str | Path) -> pd.DataFrame:
+def run_summarize_evaluation(
+    metric_files: list[str | Path],
+    out_table: str | Path,
+    out_summary: str | Path,
+    out_gain: str | Path,
+    out_markdown: str | Path,
+) -> pd.DataFrame:
     """Per-session metrics files -> results/tables (per session, summary, pretraining gain) and summary.md."""
     from neds.evaluate.tables import collect_rows, pretraining_gain, summarize, summary_markdown
 
@@ -394,8 +440,9 @@ def run_fit_rrr(stores: list[str | Path], out: str | Path, rank: int = 4, epochs
 
 
 # ---------------------------------------------------------------------------------------- experiments
-def run_score_models(store: str | Path, models: dict[str, str | Path], split: str, out_json: str | Path,
-                     attrs: dict | None = None) -> list[dict]:
+def run_score_models(
+    store: str | Path, models: dict[str, str | Path], split: str, out_json: str | Path, attrs: dict | None = None
+) -> list[dict]:
     """Score NEDS checkpoints (method name -> path) on one session's ``split`` trials (an
     experiment variant's models); writes {'rows': [...]} like run_evaluate_session, plus ``attrs``."""
     from neds.data.dataset import load_sessions
@@ -411,7 +458,9 @@ def run_score_models(store: str | Path, models: dict[str, str | Path], split: st
     return rows
 
 
-def run_summarize_experiment(files: dict[str, list[str | Path]], out_metrics: str | Path, out_summary: str | Path) -> pd.DataFrame:
+def run_summarize_experiment(
+    files: dict[str, list[str | Path]], out_metrics: str | Path, out_summary: str | Path
+) -> pd.DataFrame:
     """An experiment's per-session rows (variant -> evaluation files) -> metrics.tsv (one row per
     variant, method and session) and summary.tsv (mean, s.e.m. and sessions per variant and method)."""
     from neds.evaluate.tables import collect_rows, summarize
@@ -441,8 +490,15 @@ def run_table1(metrics_tsv: str | Path, out_tsv: str | Path, out_md: str | Path)
 
 
 def run_bwb_export(
-    stores: Mapping[str, str | Path], predictions: Mapping[str, str | Path], embeddings: str | Path | None,
-    out_dir: str | Path, label: str, seed: int, method: str, rates_method: str, probe_features: str = "output",
+    stores: Mapping[str, str | Path],
+    predictions: Mapping[str, str | Path],
+    embeddings: str | Path | None,
+    out_dir: str | Path,
+    label: str,
+    seed: int,
+    method: str,
+    rates_method: str,
+    probe_features: str = "output",
 ) -> dict:
     """Predictions of one method in the IBL BrainWideBench submission layout
     (:func:`neds.io.bwb.export_submission`).
@@ -455,4 +511,6 @@ def run_bwb_export(
     """
     from neds.io.bwb import export_submission
 
-    return export_submission(stores, predictions, embeddings, out_dir, label, seed, method, rates_method, probe_features)
+    return export_submission(
+        stores, predictions, embeddings, out_dir, label, seed, method, rates_method, probe_features
+    )

@@ -37,10 +37,11 @@ import torch.distributed as dist
 from neds import __version__
 from neds.config import schema_defaults
 from neds.data.dataset import TrialData
-from neds.io.files import atomic_write, write_json
 from neds.evaluate.evaluation import SELECTION_KEYS, predict_trials, score
-from neds.model.masking import SCHEMES, draw_masks
+from neds.io.files import atomic_write, write_json
+from neds.model.masking import draw_masks
 from neds.model.neds import LOSS_PARTS, NEDS, ModelConfig, model_summary
+from neds.vocab import MODE_SCHEMES, MULTIMODAL_MODE
 
 __all__ = [
     "NonFiniteDataError",
@@ -64,8 +65,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-# the masking schemes each mode trains with
-MODE_SCHEMES = {"multimodal": SCHEMES, "encoding": ("neural",), "decoding": ("behavioural",)}
 CHECKPOINT_DIR = "checkpoints"
 KEEP = ("best", "last")
 _VAL_NAMES = {"bps_unit_mean": "bps"}  # history keys of the selection metrics (val_bps, val_choice_acc, ...)
@@ -112,7 +111,9 @@ class TrainConfig:
     eval_batch_size: int = _SHARED_DEFAULTS["eval_batch_size"]
     progress: bool = True  # progress bars (not a config key: cannot change the weights)
     keep: str = _SHARED_DEFAULTS["keep"]  # model.pt: 'best' (by validation score) or 'last' (the end of the schedule)
-    train_fraction: float = _STAGE_DEFAULTS["train_fraction"]  # train on this fraction of each session's training trials
+    train_fraction: float = _STAGE_DEFAULTS[
+        "train_fraction"
+    ]  # train on this fraction of each session's training trials
 
     def __post_init__(self) -> None:
         unknown = set(self.loss_weights or {}) - set(LOSS_PARTS)
@@ -124,7 +125,7 @@ class TrainConfig:
             raise ValueError(f"train_fraction={self.train_fraction} must be in (0, 1]")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -165,14 +166,16 @@ def _seed_everything(seed: int, epoch: int, rank: int) -> tuple[torch.Generator,
     """Seed dropout (global RNGs) and return (data-order, mask) generators for one epoch."""
     base = np.random.SeedSequence([seed, epoch, rank]).generate_state(3, dtype=np.uint64)
     torch.manual_seed(int(base[0]) & 0x7FFF_FFFF_FFFF_FFFF)
-    order = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
+    order = torch.Generator().manual_seed(
+        int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF
+    )
     masks = torch.Generator().manual_seed(int(base[2]) & 0x7FFF_FFFF_FFFF_FFFF)
     return order, masks
 
 
 # ---------------------------------------------------------------------------------------- models
 def build_model(
-    model_cfg: ModelConfig | dict, n_units: list[int], mode: str = "multimodal", eids: list[str] | None = None
+    model_cfg: ModelConfig | dict, n_units: list[int], mode: str = MULTIMODAL_MODE, eids: list[str] | None = None
 ) -> NEDS:
     """A NEDS model in its initial state over the session vocabulary ``eids`` (units ``n_units``;
     ``eids`` None: :func:`train` names the sessions after its data)."""
@@ -271,7 +274,9 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------- evaluation
-def evaluate(model: NEDS, data: TrialData, split: str = "val", device=None, batch_size: int = 64, bf16: bool = True) -> dict:
+def evaluate(
+    model: NEDS, data: TrialData, split: str = "val", device=None, batch_size: int = 64, bf16: bool = True
+) -> dict:
     """Validation metrics of a model on one split, averaged over sessions.
 
     The model runs once over the split's trials of all sessions (encoding: all spikes masked,
@@ -490,7 +495,9 @@ def train(
     total_steps = steps_per_epoch * tcfg.epochs
 
     model.to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, tcfg.weight_decay), lr=tcfg.max_lr / tcfg.div_factor, eps=tcfg.eps)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, tcfg.weight_decay), lr=tcfg.max_lr / tcfg.div_factor, eps=tcfg.eps
+    )
     clipped = model.canonical_parameters()  # a fixed order: the clipping norm is a float sum over tensors
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
@@ -502,14 +509,16 @@ def train(
         cycle_momentum=False,
     )
     vocab = {"eids": list(data.eids), "n_units": list(data.n_units)}
-    fingerprint = run_fingerprint({
-        **(inputs if inputs is not None else {"data": data_fingerprint(data)}),
-        "vocab": vocab,
-        "model_config": asdict(model.cfg),
-        "train_config": {k: v for k, v in asdict(tcfg).items() if k not in _UNFINGERPRINTED},
-        "mode": model.mode,
-        "code": code_version(),
-    })  # fmt: skip
+    fingerprint = run_fingerprint(
+        {
+            **(inputs if inputs is not None else {"data": data_fingerprint(data)}),
+            "vocab": vocab,
+            "model_config": asdict(model.cfg),
+            "train_config": {k: v for k, v in asdict(tcfg).items() if k not in _UNFINGERPRINTED},
+            "mode": model.mode,
+            "code": code_version(),
+        }
+    )
     state = {"epoch": 0, "step": 0, "best_score": -math.inf, "best_epoch": -1, "history": [], "seconds": 0.0}
     last = ckpt_dir / "last.pt"
     resumed = False
@@ -533,8 +542,11 @@ def train(
         elif rank == 0:
             _log.warning(
                 "%s is not a checkpoint of this run (%s); training %s from scratch and removing its stale "
-                "checkpoints and outputs", last, why, out_dir,
-            )  # fmt: skip
+                "checkpoints and outputs",
+                last,
+                why,
+                out_dir,
+            )
         del ckpt
     if world > 1:
         dist.barrier()  # every rank has read last.pt before rank 0 removes it
@@ -544,7 +556,9 @@ def train(
 
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     use_bf16 = tcfg.bf16 and device.type == "cuda"
 
     def checkpoint(path: Path) -> None:
@@ -574,7 +588,11 @@ def train(
         )
 
     def check_loss(
-        loss: torch.Tensor, parts: dict[str, torch.Tensor], grad_norm: torch.Tensor | None, epoch: int, step: int,
+        loss: torch.Tensor,
+        parts: dict[str, torch.Tensor],
+        grad_norm: torch.Tensor | None,
+        epoch: int,
+        step: int,
         chunk: torch.Tensor,
     ) -> list[float]:
         """The loss and its parts as floats (one device sync); raises if any of them, or the
@@ -600,8 +618,13 @@ def train(
         return out
 
     bar = tqdm(
-        total=tcfg.epochs, initial=state["epoch"], desc=f"train {out_dir.name}", disable=not tcfg.progress or rank != 0,
-        file=sys.stderr, mininterval=2.0, dynamic_ncols=True,
+        total=tcfg.epochs,
+        initial=state["epoch"],
+        desc=f"train {out_dir.name}",
+        disable=not tcfg.progress or rank != 0,
+        file=sys.stderr,
+        mininterval=2.0,
+        dynamic_ncols=True,
     )
     model.train()
     while state["epoch"] < tcfg.epochs:
@@ -693,8 +716,10 @@ def _write_outputs(out_dir: Path, kept: Path, fingerprint: dict, history: list[d
         )
     bad = _nonfinite_tensors(ckpt["model_state"])
     if bad:
-        raise NonFiniteLossError(f"{kept} holds non-finite weights ({', '.join(bad[:5])}); model.pt is not written. "
-                                 f"Delete {kept.parent} and rerun with a lower training.max_lr")  # fmt: skip
+        raise NonFiniteLossError(
+            f"{kept} holds non-finite weights ({', '.join(bad[:5])}); model.pt is not written. "
+            f"Delete {kept.parent} and rerun with a lower training.max_lr"
+        )
     del ckpt
     atomic_write(out_dir / "model.pt", lambda tmp: shutil.copyfile(kept, tmp))
     write_json(summary, out_dir / "summary.json")

@@ -49,6 +49,10 @@ __all__ = [
     "STATIC_BEHAVIOURS",
     "N_CLASSES",
     "MASKING_SCHEMES",
+    "MODE_SCHEMES",
+    "MULTIMODAL_MODE",
+    "ENCODING_MODE",
+    "DECODING_MODE",
     "Region",
     "REGIONS",
     "REGION_NAMES",
@@ -98,8 +102,12 @@ class Stage:
 PRETRAIN = Stage("pretrain", MULTIMODAL_MODE, None, False, False, "pretraining (all pretraining sessions)")
 FINETUNE = Stage("finetune", MULTIMODAL_MODE, "neds_finetuned", True, True, "fine-tuning (per held-out session)")
 SCRATCH = Stage("scratch", MULTIMODAL_MODE, "neds_scratch", False, True, "from scratch (per held-out session)")
-ENCODING = Stage("encoding", ENCODING_MODE, "unimodal_encoding", False, True, "unimodal encoding (per held-out session)")
-DECODING = Stage("decoding", DECODING_MODE, "unimodal_decoding", False, True, "unimodal decoding (per held-out session)")
+ENCODING = Stage(
+    "encoding", ENCODING_MODE, "unimodal_encoding", False, True, "unimodal encoding (per held-out session)"
+)
+DECODING = Stage(
+    "decoding", DECODING_MODE, "unimodal_decoding", False, True, "unimodal decoding (per held-out session)"
+)
 
 STAGES: dict[str, Stage] = {s.name: s for s in (PRETRAIN, FINETUNE, SCRATCH, ENCODING, DECODING)}
 HELDOUT_STAGES = tuple(s.name for s in STAGES.values() if s.per_session)
@@ -179,6 +187,8 @@ N_CLASSES = {"choice": 2, "block": 3}
 
 MASKING_SCHEMES = ("neural", "behavioural", "within_neural", "within_behavioural", "cross_modal")
 """The multi-task masking schemes (the paper, section 3.2)."""
+MODE_SCHEMES = {MULTIMODAL_MODE: MASKING_SCHEMES, ENCODING_MODE: ("neural",), DECODING_MODE: ("behavioural",)}
+"""The masking schemes each model mode trains with (unless ``training.<stage>.schemes`` says otherwise)."""
 
 SPLITS = ("train", "val", "test")
 ROLES = ("pretrain", "heldout")

@@ -6,7 +6,7 @@ import torch
 from neds.data.dataset import TrialData
 from neds.evaluate.baselines import RidgePath, behaviour_design, linear_decoding, linear_encoding
 from neds.evaluate.evaluation import conditions, predict_neds, score
-from neds.model.neds import ModelConfig, NEDS
+from neds.model.neds import NEDS, ModelConfig
 
 
 def test_ridge_path_recovers_known_weights():
@@ -35,9 +35,16 @@ def planted_session(k=300, n=8, seed=0):
     whisker = (spikes[:, :, 1] / 4.0).astype(np.float32)
     split = np.array(["train"] * int(0.7 * k) + ["val"] * int(0.1 * k) + ["test"] * (k - int(0.7 * k) - int(0.1 * k)))
     data = TrialData(
-        eids=["planted"], n_units=[n], spikes=torch.from_numpy(spikes), wheel=torch.from_numpy(wheel),
-        whisker=torch.from_numpy(whisker), choice=torch.from_numpy(choice), block=torch.from_numpy(rng.integers(0, 3, k)),
-        session=torch.zeros(k, dtype=torch.long), split=split, trial=torch.arange(k),
+        eids=["planted"],
+        n_units=[n],
+        spikes=torch.from_numpy(spikes),
+        wheel=torch.from_numpy(wheel),
+        whisker=torch.from_numpy(whisker),
+        choice=torch.from_numpy(choice),
+        block=torch.from_numpy(rng.integers(0, 3, k)),
+        session=torch.zeros(k, dtype=torch.long),
+        split=split,
+        trial=torch.arange(k),
     )
     return data, rate
 
@@ -92,12 +99,20 @@ def shared_structure_sessions(n_sessions=4, k=200, seed=1):
         choice = rng.integers(0, 2, k)
         rate[:, :, 0] += 0.6 * choice[:, None]
         split = np.array(["train"] * 140 + ["val"] * 20 + ["test"] * (k - 160))
-        out.append(TrialData(
-            eids=[f"s{s}"], n_units=[n], spikes=torch.from_numpy(rng.poisson(rate).astype(np.uint8)),
-            wheel=torch.from_numpy(wheel), whisker=torch.from_numpy(rng.random((k, t), dtype=np.float32)),
-            choice=torch.from_numpy(choice), block=torch.from_numpy(rng.integers(0, 3, k)),
-            session=torch.zeros(k, dtype=torch.long), split=split, trial=torch.arange(k),
-        ))
+        out.append(
+            TrialData(
+                eids=[f"s{s}"],
+                n_units=[n],
+                spikes=torch.from_numpy(rng.poisson(rate).astype(np.uint8)),
+                wheel=torch.from_numpy(wheel),
+                whisker=torch.from_numpy(rng.random((k, t), dtype=np.float32)),
+                choice=torch.from_numpy(choice),
+                block=torch.from_numpy(rng.integers(0, 3, k)),
+                session=torch.zeros(k, dtype=torch.long),
+                split=split,
+                trial=torch.arange(k),
+            )
+        )
     return out
 
 

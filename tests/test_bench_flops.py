@@ -19,7 +19,7 @@ from neds.model.masking import draw_masks
 from neds.model.neds import NEDS, Batch, ModelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from flops import model_flops, neds_flops  # noqa: E402  (bench/ is not a package)
+from flops import model_flops, neds_flops
 
 N_UNITS = [12, 9]  # padded to 12
 BATCH = 4
@@ -33,10 +33,14 @@ def _counted(backend: SDPBackend, cfg: ModelConfig) -> tuple[float, float]:
     session = torch.tensor([0, 1, 0, 1])
     unit_mask = torch.arange(n)[None, :] < torch.tensor(N_UNITS)[session][:, None]
     batch = Batch(
-        spikes=torch.poisson(torch.full((BATCH, t, n), 0.3)) * unit_mask[:, None, :], unit_mask=unit_mask,
-        wheel=torch.rand(BATCH, t), whisker=torch.rand(BATCH, t), choice=torch.tensor([0, 1, 1, 0]),
-        block=torch.tensor([0, 1, 2, 1]), session=session,
-    )  # fmt: skip
+        spikes=torch.poisson(torch.full((BATCH, t, n), 0.3)) * unit_mask[:, None, :],
+        unit_mask=unit_mask,
+        wheel=torch.rand(BATCH, t),
+        whisker=torch.rand(BATCH, t),
+        choice=torch.tensor([0, 1, 1, 0]),
+        block=torch.tensor([0, 1, 2, 1]),
+        session=session,
+    )
     masks = draw_masks(BATCH, t, 0.3, torch.Generator().manual_seed(0))
     with sdpa_kernel(backend):
         with FlopCounterMode(display=False) as fwd_counter:

@@ -11,7 +11,15 @@ import yaml
 
 from neds import vocab
 from neds.config import ConfigError, model_settings, train_settings, validate_config
-from neds.experiments import EXPERIMENT_TITLES, EXPERIMENTS, MASKING_VARIANTS, SWEEP_BEST, Variant, select_best, sweep_configs
+from neds.experiments import (
+    EXPERIMENT_TITLES,
+    EXPERIMENTS,
+    MASKING_VARIANTS,
+    SWEEP_BEST,
+    Variant,
+    select_best,
+    sweep_configs,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 N_USABLE = 4  # the default config's simulated pretraining sessions
@@ -37,7 +45,11 @@ PLANS = {
     "ablation_masking": (["full", "no_cross_modal", "no_cross_no_within"], ("finetune",), True),
     "model_size": (["small", "large"], ("finetune", "scratch"), True),
     "scaling": (["sessions_1", "sessions_2", "sessions_4"], ("finetune",), True),
-    "finetune_trials": (["fraction_0.125", "fraction_0.25", "fraction_0.5", "fraction_1"], ("finetune", "scratch"), False),
+    "finetune_trials": (
+        ["fraction_0.125", "fraction_0.25", "fraction_0.5", "fraction_1"],
+        ("finetune", "scratch"),
+        False,
+    ),
     "sweep": (["trial_00", "trial_01", "trial_02", "trial_03", SWEEP_BEST], ("scratch",), False),
 }
 
@@ -114,9 +126,11 @@ def test_finetune_trials_set_the_train_fraction_of_the_held_out_stages(config):
             model, training = v.settings(config, stage)
             assert training == {**_main(config, stage)[1], "train_fraction": v.train_fraction}
         assert v.settings(config, "pretrain") == _main(config, "pretrain")  # pretraining keeps all its trials
-    assert list(EXPERIMENTS["finetune_trials"].variants({**config, "experiments": {**config["experiments"],
-                "finetune_fractions": [1.0, 0.5, 0.5]}}, N_USABLE)) == [Variant("fraction_0.5", train_fraction=0.5),
-                                                                       Variant("fraction_1", train_fraction=1.0)]  # fmt: skip
+    assert list(
+        EXPERIMENTS["finetune_trials"].variants(
+            {**config, "experiments": {**config["experiments"], "finetune_fractions": [1.0, 0.5, 0.5]}}, N_USABLE
+        )
+    ) == [Variant("fraction_0.5", train_fraction=0.5), Variant("fraction_1", train_fraction=1.0)]
 
 
 def test_sweep_trials_and_best(config, tmp_path):
@@ -154,7 +168,9 @@ def test_sweep_widths_keep_even_heads(config):
     v = Variant("odd", model={"hidden": 20, "n_heads": 4}, fit_heads=True)
     model, _ = v.settings(config, "scratch")
     assert model["n_heads"] == 2  # 20 / 4 = 5 is odd, 3 does not divide 20: 2 heads of 10
-    assert Variant("even", model={"hidden": 20, "n_heads": 4}).settings(config, "scratch")[0]["n_heads"] == 4  # only when asked
+    assert (
+        Variant("even", model={"hidden": 20, "n_heads": 4}).settings(config, "scratch")[0]["n_heads"] == 4
+    )  # only when asked
     with pytest.raises(ConfigError, match="cannot be split"):
         Variant("bad", model={"hidden": 3, "n_heads": 4}, fit_heads=True).settings(config, "scratch")
 
@@ -180,7 +196,9 @@ def test_slurm_profile_covers_every_gpu_rule_and_every_derived_rule():
     for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
         text = smk.read_text()
         bodies.update(_rule_bodies(text))
-        derived.update({child: parent for parent, child in re.findall(r"^use rule (\w+) as (\w+) with:", text, flags=re.M)})
+        derived.update(
+            {child: parent for parent, child in re.findall(r"^use rule (\w+) as (\w+) with:", text, flags=re.M)}
+        )
     gpu_rules = [name for name, body in bodies.items() if re.search(r"^\s+gpu=", body, flags=re.M)]
     assert {"pretrain_model", "train_model"} <= set(gpu_rules)
     assert {"exp_pretrain": "pretrain_model", "exp_train": "train_model"}.items() <= derived.items()

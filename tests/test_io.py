@@ -9,7 +9,7 @@ import xarray as xr
 
 from neds.data.session import BinningParams, bin_session
 from neds.io.ibl import DatasetError, OneSettings, SessionNotFoundError, connect, load_session, to_beryl, with_retries
-from neds.io.store import open_binned, write_unusable, write_zarr, is_usable
+from neds.io.store import is_usable, open_binned, write_unusable, write_zarr
 from neds.simulate import SimulationConfig, session_eids, simulate_sessions
 
 SIM = SimulationConfig(
@@ -147,7 +147,9 @@ def test_retries_back_off_then_succeed_or_raise():
     assert len(calls) == 3 and len(waits) == 2
     assert 0.5 <= waits[0] <= 1.5 and 1.0 <= waits[1] <= 3.0  # backoff * 2**attempt * U(0.5, 1.5)
     with pytest.raises(ConnectionError):
-        with_retries(lambda: (_ for _ in ()).throw(ConnectionError("down")), retries=2, backoff_s=0.0, sleep=waits.append)
+        with_retries(
+            lambda: (_ for _ in ()).throw(ConnectionError("down")), retries=2, backoff_s=0.0, sleep=waits.append
+        )
     with pytest.raises(KeyError):  # not transient: no retry
         with_retries(lambda: {}["x"], retries=5, backoff_s=0.0, sleep=lambda s: pytest.fail("retried"))
 

@@ -37,8 +37,11 @@ def test_shapes_every_mode(mode):
     assert out.choice.shape == (4, 2) and out.block.shape == (4, 3)
     loss, parts = model.loss(out, batch, masks)
     assert loss.ndim == 0 and torch.isfinite(loss)
-    expected = {"multimodal": {"spikes", "wheel", "whisker", "choice", "block"},
-                "encoding": {"spikes"}, "decoding": {"wheel", "whisker", "choice", "block"}}[mode]
+    expected = {
+        "multimodal": {"spikes", "wheel", "whisker", "choice", "block"},
+        "encoding": {"spikes"},
+        "decoding": {"wheel", "whisker", "choice", "block"},
+    }[mode]
     assert set(parts) == expected
 
 
@@ -131,7 +134,10 @@ def test_loss_values_by_hand():
     spikes[0, 3] = spikes[1, 5] = spikes[1, 6] = True
     masks = eval_masks("encoding", b, t)
     masks.spikes = spikes
-    nll = lambda k, units: sum(float(torch.exp(torch.tensor(-1.0)) + c) for c in batch.spikes[k[0], k[1], :units])
+
+    def nll(k, units):
+        return sum(float(torch.exp(torch.tensor(-1.0)) + c) for c in batch.spikes[k[0], k[1], :units])
+
     expected = (nll((0, 3), 7) + nll((1, 5), 12) + nll((1, 6), 12)) / 3
     _, parts = model.loss(out, batch, masks)
     assert parts["spikes"].item() == pytest.approx(expected, rel=1e-5)
@@ -159,7 +165,10 @@ def test_batched_session_layers_equal_a_per_session_loop():
         expected = torch.where(masks.spikes[row][:, None], model.mask_token, tok) + emb
         torch.testing.assert_close(tokens[row, 0], expected, rtol=1e-5, atol=1e-5)
         # the same trial alone gives the same outputs as inside the mixed batch
-        single = model(batch_of(data, [trial]), type(masks)(masks.spikes[row : row + 1], masks.behaviour[row : row + 1], masks.scheme[row : row + 1]))
+        single = model(
+            batch_of(data, [trial]),
+            type(masks)(masks.spikes[row : row + 1], masks.behaviour[row : row + 1], masks.scheme[row : row + 1]),
+        )
         torch.testing.assert_close(single.spikes[0, :, :n], out.spikes[row, :, :n], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(single.choice[0], out.choice[row], rtol=1e-4, atol=1e-5)
 
@@ -226,16 +235,28 @@ def test_init_scales_of_the_unit_layers():
 
 
 SESSION_TOKEN_LAYERS = [
-    "sessions.spike_stitcher.w1", "sessions.spike_stitcher.b1", "sessions.spike_stitcher.w2", "sessions.spike_stitcher.b2",
-    "sessions.behaviour_stitcher.dynamic_w1", "sessions.behaviour_stitcher.dynamic_b1",
-    "sessions.behaviour_stitcher.static_w1", "sessions.behaviour_stitcher.static_b1",
-    "sessions.behaviour_stitcher.w2", "sessions.behaviour_stitcher.b2",
+    "sessions.spike_stitcher.w1",
+    "sessions.spike_stitcher.b1",
+    "sessions.spike_stitcher.w2",
+    "sessions.spike_stitcher.b2",
+    "sessions.behaviour_stitcher.dynamic_w1",
+    "sessions.behaviour_stitcher.dynamic_b1",
+    "sessions.behaviour_stitcher.static_w1",
+    "sessions.behaviour_stitcher.static_b1",
+    "sessions.behaviour_stitcher.w2",
+    "sessions.behaviour_stitcher.b2",
 ]
 SESSION_HEADS = [
-    "sessions.spike_head.weight", "sessions.spike_head.bias", "sessions.behaviour_heads.dynamic_w",
-    "sessions.behaviour_heads.dynamic_b", "sessions.behaviour_heads.static_pool", "sessions.behaviour_heads.choice_w",
-    "sessions.behaviour_heads.choice_b", "sessions.behaviour_heads.block_w", "sessions.behaviour_heads.block_b",
-]  # fmt: skip
+    "sessions.spike_head.weight",
+    "sessions.spike_head.bias",
+    "sessions.behaviour_heads.dynamic_w",
+    "sessions.behaviour_heads.dynamic_b",
+    "sessions.behaviour_heads.static_pool",
+    "sessions.behaviour_heads.choice_w",
+    "sessions.behaviour_heads.choice_b",
+    "sessions.behaviour_heads.block_w",
+    "sessions.behaviour_heads.block_b",
+]
 
 
 def test_everything_under_sessions_is_left_out_of_the_shared_weights():
@@ -261,9 +282,14 @@ def test_canonical_parameter_order():
     order = [names[id(p)] for p in model.canonical_parameters()]
     transformer = [n for n, _ in model.named_parameters() if n.startswith(("blocks.", "ln_f."))]
     assert order == [
-        *SESSION_TOKEN_LAYERS, "modality_emb", "time_emb", "sessions.embedding.weight", "mask_token", *SESSION_HEADS,
+        *SESSION_TOKEN_LAYERS,
+        "modality_emb",
+        "time_emb",
+        "sessions.embedding.weight",
+        "mask_token",
+        *SESSION_HEADS,
         *transformer,
-    ]  # fmt: skip
+    ]
     model.sessions.pupil_w = nn.Parameter(torch.zeros(len(UNITS), TINY.hidden))
     order = [p for p in model.canonical_parameters()]
     assert len(order) == len(list(model.parameters())) and {id(p) for p in order} == {id(p) for p in model.parameters()}

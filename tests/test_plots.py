@@ -26,7 +26,11 @@ def assert_saved(fig, path):
 
 def hlines(ax):
     """y of the horizontal reference lines (axhline) of an axes."""
-    return [line.get_ydata()[0] for line in ax.get_lines() if np.ptp(line.get_xdata()) == 1 and np.ptp(line.get_ydata()) == 0]
+    return [
+        line.get_ydata()[0]
+        for line in ax.get_lines()
+        if np.ptp(line.get_xdata()) == 1 and np.ptp(line.get_ydata()) == 0
+    ]
 
 
 @pytest.fixture
@@ -63,16 +67,22 @@ def test_methods_encoding(metrics, tmp_path):
     assert 0.0 in hlines(ax_pooled) and pytest.approx(0.35) in hlines(ax_pooled)
     assert ax_mean.get_ylim()[0] < plots.FLOOR and any("below" in t.get_text() for t in ax_mean.texts)
     # each method column: its sessions' points
-    n_points = sum(len(c.get_offsets()) for c in ax_pooled.collections if c.get_offsets().ndim == 2 and len(c.get_offsets()) == 3)
+    n_points = sum(
+        len(c.get_offsets()) for c in ax_pooled.collections if c.get_offsets().ndim == 2 and len(c.get_offsets()) == 3
+    )
     assert n_points == 15
 
 
 def test_error_bars_follow_the_mean_sem_rule():
     """A column with one session (after its NaNs are dropped) shows its mean without an error bar;
     a column with two shows mean ± s.e.m. (neds.evaluate.tables.mean_sem)."""
-    df = pd.DataFrame([{"method": "neds_finetuned", "eid": "s1", "bps_unit_mean": 0.2, "bps_pooled": 0.3},
-                       {"method": "linear", "eid": "s1", "bps_unit_mean": 0.1, "bps_pooled": 0.1},
-                       {"method": "linear", "eid": "s2", "bps_unit_mean": 0.15, "bps_pooled": np.nan}])  # fmt: skip
+    df = pd.DataFrame(
+        [
+            {"method": "neds_finetuned", "eid": "s1", "bps_unit_mean": 0.2, "bps_pooled": 0.3},
+            {"method": "linear", "eid": "s1", "bps_unit_mean": 0.1, "bps_pooled": 0.1},
+            {"method": "linear", "eid": "s2", "bps_unit_mean": 0.15, "bps_pooled": np.nan},
+        ]
+    )
     ax_mean, ax_pooled = plots.plot_methods_encoding(df).axes
     bars = {round(c.lines[0].get_xdata()[0]): c for c in ax_mean.containers}  # column -> its mean's error bar
     assert bars[0].lines[0].get_ydata()[0] == 0.2 and not len(bars[0].lines[2][0].get_segments()[0])
@@ -95,7 +105,9 @@ def test_methods_decoding(metrics, tmp_path):
     assert len(fig.axes) == 4
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["choice accuracy", "block accuracy", "wheel speed R²", "whisker motion energy R²"]
-    assert hlines(fig.axes[0]) == [0.5] and hlines(fig.axes[1]) == [pytest.approx(1 / 3)] and hlines(fig.axes[2]) == [0.0]
+    assert (
+        hlines(fig.axes[0]) == [0.5] and hlines(fig.axes[1]) == [pytest.approx(1 / 3)] and hlines(fig.axes[2]) == [0.0]
+    )
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["NEDS\nfine-tuned", "NEDS\nfrom scratch", "unimodal\ndecoding", "linear\nbaseline"]
 
@@ -132,8 +144,12 @@ def session():
             "choice": (("trial",), np.tile([0, 0, 1, 1], k // 4).astype(np.int8)),
             "block": (("trial",), np.repeat([0, 1, 2], k // 3).astype(np.int8)),
         },
-        coords={"trial": trial, "time": -0.49 + 0.02 * np.arange(t), "split": ("trial", text_array(["train", "test"] * (k // 2))),
-                "unit_region": ("unit", text_array(["CA1", "DG", "LP", "PO", "VISa", "LP"]))},
+        coords={
+            "trial": trial,
+            "time": -0.49 + 0.02 * np.arange(t),
+            "split": ("trial", text_array(["train", "test"] * (k // 2))),
+            "unit_region": ("unit", text_array(["CA1", "DG", "LP", "PO", "VISa", "LP"])),
+        },
         attrs={"eid": "s1"},
     )
     test = trial[1::2]
@@ -163,8 +179,13 @@ def test_examples(session, tmp_path):
     fig = plots.plot_examples(tmp_path / "s1.zarr", tmp_path / "neds_finetuned.zarr", n_trials=3)
     assert_saved(fig, tmp_path / "examples_s1.png")
     titled = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
-    assert {"choice −1 trials", "choice +1 trials", "observed", "predicted (neds_finetuned)",
-            "residual (observed − predicted)"} <= set(titled)
+    assert {
+        "choice −1 trials",
+        "choice +1 trials",
+        "observed",
+        "predicted (neds_finetuned)",
+        "residual (observed − predicted)",
+    } <= set(titled)
     psth = titled["choice −1 trials"]
     assert psth.get_ylabel() == "firing rate (Hz)"
     # unit 4 fires one spike per 20 ms bin: 50 Hz observed; predicted 0.5 per bin: 25 Hz
@@ -192,12 +213,27 @@ def probing(tmp_path):
     emb = rng.normal(size=(40, 6)) + 3 * np.eye(5, 6)[np.repeat(np.arange(5), 8)]
     sets = ("input", "output", "both", "mean_rate", "psth")
     conf = (np.eye(5, dtype=int) * 6 + 1).tolist()  # 7 on the diagonal, 1 elsewhere: rows sum to 11
-    probe = {"target": "pretrain", "n_units": 40, "regions": regions, "chance": 0.2,
-             "results": {s: {"accuracy": 0.3 + 0.1 * i, "balanced_accuracy": 0.3, "accuracy_sem": 0.02,
-                             "f1": dict.fromkeys(regions, 0.5), "confusion": conf} for i, s in enumerate(sets)}}
+    probe = {
+        "target": "pretrain",
+        "n_units": 40,
+        "regions": regions,
+        "chance": 0.2,
+        "results": {
+            s: {
+                "accuracy": 0.3 + 0.1 * i,
+                "balanced_accuracy": 0.3,
+                "accuracy_sem": 0.02,
+                "f1": dict.fromkeys(regions, 0.5),
+                "confusion": conf,
+            }
+            for i, s in enumerate(sets)
+        },
+    }
     (tmp_path / "probe.json").write_text(json.dumps(probe))
-    ds = xr.Dataset({"embedding": (("unit", "feature"), emb)},
-                    coords={"region": ("unit", text_array(unit_region)), "session": ("unit", text_array(["a", "b"] * 20))})
+    ds = xr.Dataset(
+        {"embedding": (("unit", "feature"), emb)},
+        coords={"region": ("unit", text_array(unit_region)), "session": ("unit", text_array(["a", "b"] * 20))},
+    )
     write_zarr(ds, tmp_path / "embeddings.zarr")
     return tmp_path / "probe.json", tmp_path / "embeddings.zarr", probe
 

@@ -8,7 +8,7 @@ import xarray as xr
 
 from neds.evaluate.probing import probe, unit_embeddings
 from neds.io.store import as_str, open_zarr, text_array, write_zarr
-from neds.model.neds import ModelConfig, NEDS
+from neds.model.neds import NEDS, ModelConfig
 from neds.vocab import REGION_NAMES
 
 
@@ -46,12 +46,14 @@ def _planted_session(eid, regions, rng, n_trials=6, n_bins=4):
     """A binned store's unit variables (what probing reads) for units of the given regions."""
     n = len(regions)
     return xr.Dataset(
-        {"spikes": (("trial", "time", "unit"), rng.poisson(1.0, (n_trials, n_bins, n)).astype(np.uint16)),
-         "unit_firing_rate_hz": ("unit", rng.uniform(2, 20, n)),
-         "unit_region": ("unit", text_array(regions)),
-         "unit_uuid": ("unit", text_array([f"{eid}-u{i}" for i in range(n)]))},
+        {
+            "spikes": (("trial", "time", "unit"), rng.poisson(1.0, (n_trials, n_bins, n)).astype(np.uint16)),
+            "unit_firing_rate_hz": ("unit", rng.uniform(2, 20, n)),
+            "unit_region": ("unit", text_array(regions)),
+            "unit_uuid": ("unit", text_array([f"{eid}-u{i}" for i in range(n)])),
+        },
         attrs={"eid": eid},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -61,7 +63,10 @@ def planted(tmp_path, monkeypatch):
     pairing by order would give every unit another unit's embedding."""
     rng = np.random.default_rng(0)
     centres = {r: rng.normal(scale=4.0, size=6) for r in REGION_NAMES}
-    layout = {"sess-a": ["CA1", "DG", "LP", "VISa"] * 6 + ["PO", "root"], "sess-b": ["CA1", "DG", "LP", "VISa"] * 5 + ["PO", "PO", "root"]}
+    layout = {
+        "sess-a": ["CA1", "DG", "LP", "VISa"] * 6 + ["PO", "root"],
+        "sess-b": ["CA1", "DG", "LP", "VISa"] * 5 + ["PO", "PO", "root"],
+    }
     stores, emb = {}, {}
     for eid, regions in layout.items():
         stores[eid] = tmp_path / f"{eid}.zarr"

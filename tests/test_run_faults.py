@@ -14,8 +14,7 @@ import torch
 from neds.config import ConfigError, check_no_shared_subjects
 from neds.data.dataset import random_trials
 from neds.evaluate.evaluation import score, unscorable_targets
-from neds.evaluate.tables import collect_rows, pretraining_gain, summarize, summary_markdown
-from neds.evaluate.tables import summary_html
+from neds.evaluate.tables import collect_rows, pretraining_gain, summarize, summary_html, summary_markdown
 from neds.stages import run_summarize_evaluation, run_summarize_sessions, usable_eids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,10 +60,16 @@ def test_tables_leave_unscored_sessions_out_of_means_and_gain(tmp_path):
     for i, eid in enumerate(EIDS[2:]):
         no_blocks = i == 1
         rows = [
-            {"method": m, "eid": eid, "split": "test", "bps_unit_mean": 0.2 + 0.01 * j, "block_acc": np.nan if no_blocks else 0.6 + 0.1 * j,
-             "not_scored": "block_acc: block is constant on the test trials (all pLeft 0.5)" if no_blocks else ""}
+            {
+                "method": m,
+                "eid": eid,
+                "split": "test",
+                "bps_unit_mean": 0.2 + 0.01 * j,
+                "block_acc": np.nan if no_blocks else 0.6 + 0.1 * j,
+                "not_scored": "block_acc: block is constant on the test trials (all pLeft 0.5)" if no_blocks else "",
+            }
             for j, m in enumerate(("neds_finetuned", "neds_scratch"))
-        ]  # fmt: skip
+        ]
         files.append(tmp_path / f"{eid}.json")
         files[-1].write_text(json.dumps({"rows": rows}))
     df = collect_rows(files)
@@ -86,7 +91,12 @@ def test_no_usable_heldout_session_stops_with_every_reason(tmp_path):
     statuses = [
         {"eid": EIDS[0], "usable": True, "reason": "", "subject": "A"},
         {"eid": EIDS[2], "usable": False, "reason": "no whisker motion energy (leftCamera: missing)", "subject": "B"},
-        {"eid": EIDS[3], "usable": False, "reason": "12 usable trials, fewer than binning.min_trials = 50", "subject": "C"},
+        {
+            "eid": EIDS[3],
+            "usable": False,
+            "reason": "12 usable trials, fewer than binning.min_trials = 50",
+            "subject": "C",
+        },
     ]
     files = []
     for s in statuses:
@@ -103,14 +113,21 @@ def test_no_usable_heldout_session_stops_with_every_reason(tmp_path):
 
 
 def test_leakage_guard_compares_animals():
-    check_no_shared_subjects([{"eid": EIDS[0], "role": "pretrain", "subject": "A"}, {"eid": EIDS[2], "role": "heldout", "subject": "B"},
-                              {"eid": EIDS[3], "role": "heldout", "subject": ""}])  # fmt: skip
+    check_no_shared_subjects(
+        [
+            {"eid": EIDS[0], "role": "pretrain", "subject": "A"},
+            {"eid": EIDS[2], "role": "heldout", "subject": "B"},
+            {"eid": EIDS[3], "role": "heldout", "subject": ""},
+        ]
+    )
     sessions = [
         {"eid": EIDS[0], "role": "pretrain", "subject": "A"},
         {"eid": EIDS[1], "role": "pretrain", "subject": "KS023"},
         {"eid": EIDS[2], "role": "heldout", "subject": "KS023"},
     ]
-    with pytest.raises(ConfigError, match=f"subject KS023 recorded held-out session {EIDS[2]} and pretraining session {EIDS[1]}"):
+    with pytest.raises(
+        ConfigError, match=f"subject KS023 recorded held-out session {EIDS[2]} and pretraining session {EIDS[1]}"
+    ):
         check_no_shared_subjects(sessions)
 
 
@@ -126,18 +143,37 @@ def test_summarize_sessions_refuses_a_shared_animal(tmp_path):
 def test_an_empty_config_file_is_refused(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing here\n")
-    proc = subprocess.run([sys.executable, "-m", "neds", "--config", str(empty), "sessions"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "neds", "--config", str(empty), "sessions"], capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode != 0 and "is empty or not a YAML mapping" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "neds", "--config", str(tmp_path / "nope.yaml"), "sessions"], capture_output=True,
-                          text=True, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "neds", "--config", str(tmp_path / "nope.yaml"), "sessions"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode != 0 and "does not exist" in proc.stderr
 
 
 def test_the_workflow_profile_applies_from_the_repository_root(tmp_path):
     """`snakemake` from the repository root finds workflow/Snakefile and, beside it, the workflow
     profile whose rerun-incomplete rebuilds what a killed job left."""
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(tmp_path), "-n", "--configfile",
-                           str(ROOT / "config" / "config.yaml")], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--directory",
+            str(tmp_path),
+            "-n",
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert "Using workflow specific profile workflow/profiles/default" in proc.stderr + proc.stdout
     profile = (ROOT / "workflow" / "profiles" / "default" / "config.yaml").read_text()
     assert "rerun-incomplete: true" in profile
@@ -150,7 +186,9 @@ def test_the_workflow_profile_applies_from_the_repository_root(tmp_path):
 
 
 def test_sessions_table_reasons_stay_on_one_line(tmp_path):
-    (tmp_path / "a.json").write_text(json.dumps({"eid": EIDS[2], "usable": False, "reason": "line one\nline two\tend", "subject": "B"}))
+    (tmp_path / "a.json").write_text(
+        json.dumps({"eid": EIDS[2], "usable": False, "reason": "line one\nline two\tend", "subject": "B"})
+    )
     run_summarize_sessions([tmp_path / "a.json"], {EIDS[2]: "heldout"}, tmp_path / "sessions.tsv")
     lines = (tmp_path / "sessions.tsv").read_text().splitlines()
     assert len(lines) == 2

@@ -413,11 +413,23 @@ def test_provenance_of_the_spike_sorting_and_the_animal(cache, pristine, tmp_pat
     attrs = open_binned(store).attrs
     assert attrs["subject"] == status["subject"] and attrs["lab"] == status["lab"]
     assert attrs["spike_sorting"] == [
-        {"probe": "probe00", "collection": "alf/probe00/pykilosort", "revision": "2024-05-06",
-         "requested_revision": None, "sorter": "pykilosort", "histology": "alf"},
-        {"probe": "probe01", "collection": "alf/probe01/pykilosort", "revision": "",
-         "requested_revision": None, "sorter": "pykilosort", "histology": "alf"},
-    ]  # fmt: skip
+        {
+            "probe": "probe00",
+            "collection": "alf/probe00/pykilosort",
+            "revision": "2024-05-06",
+            "requested_revision": None,
+            "sorter": "pykilosort",
+            "histology": "alf",
+        },
+        {
+            "probe": "probe01",
+            "collection": "alf/probe01/pykilosort",
+            "revision": "",
+            "requested_revision": None,
+            "sorter": "pykilosort",
+            "histology": "alf",
+        },
+    ]
 
 
 # ------------------------------------------------------------------------------------------

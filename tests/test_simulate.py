@@ -35,8 +35,9 @@ def tiny(tmp_path_factory) -> tuple[Path, Path, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def long_session():
     """One in-memory session long enough for block structure and region statistics."""
-    config = SimulationConfig(n_pretrain_sessions=1, n_heldout_sessions=0, n_units=(80, 80), n_trials=(400, 400),
-                              n_probes=(1, 1), seed=3)
+    config = SimulationConfig(
+        n_pretrain_sessions=1, n_heldout_sessions=0, n_units=(80, 80), n_trials=(400, 400), n_probes=(1, 1), seed=3
+    )
     return simulate_session(config, 0)
 
 
@@ -52,8 +53,9 @@ def atlas():
     from iblatlas.atlas import BrainAtlas
     from iblatlas.regions import BrainRegions
 
-    return BrainAtlas(image=np.zeros((1, 1, 1)), label=np.zeros((1, 1, 1), dtype=int), dxyz=[1e-5] * 3,
-                      regions=BrainRegions())
+    return BrainAtlas(
+        image=np.zeros((1, 1, 1)), label=np.zeros((1, 1, 1), dtype=int), dxyz=[1e-5] * 3, regions=BrainRegions()
+    )
 
 
 def _text(values) -> np.ndarray:
@@ -155,8 +157,9 @@ def test_one_and_brainbox_loaders_read_every_dataset_without_warnings(tiny, one,
         assert clusters["channels"].size == in_probe.sum()
         assert sp["times"].size > 0 and np.all(np.diff(sp["times"]) >= 0)
         assert sp["clusters"].max() < clusters["channels"].size
-        np.testing.assert_array_equal(np.asarray(channels["acronym"])[clusters["channels"]],
-                                      _text(gt["allen_acronym"].values[in_probe]))
+        np.testing.assert_array_equal(
+            np.asarray(channels["acronym"])[clusters["channels"]], _text(gt["allen_acronym"].values[in_probe])
+        )
         np.testing.assert_array_equal(np.asarray(clusters["uuids"], dtype=str), _text(gt["unit_uuid"].values[in_probe]))
 
 
@@ -186,8 +189,15 @@ def test_datasets_table_has_real_sizes_hashes_and_default_revision(tiny):
     assert len(dsets.index.unique()) == len(dsets)
     sessions = tables["sessions"]
     for (eid, _), row in dsets.sample(5, random_state=0).iterrows():
-        file = cache / sessions.loc[eid, "lab"] / "Subjects" / sessions.loc[eid, "subject"] / str(
-            sessions.loc[eid, "date"]) / f"{sessions.loc[eid, 'number']:03d}" / row["rel_path"]
+        file = (
+            cache
+            / sessions.loc[eid, "lab"]
+            / "Subjects"
+            / sessions.loc[eid, "subject"]
+            / str(sessions.loc[eid, "date"])
+            / f"{sessions.loc[eid, 'number']:03d}"
+            / row["rel_path"]
+        )
         assert file.stat().st_size == row["file_size"]
         assert md5(file) == row["hash"]
 
@@ -226,8 +236,12 @@ def test_invalid_trials_of_every_kind(long_session):
     assert np.isnan(tr["stimOn_times"]).any()
     assert np.isnan(tr["feedback_times"]).any()
     assert np.nanmax(tr["firstMovement_times"] - tr["stimOn_times"]) > 10.0
-    n_invalid = (nogo | np.isnan(tr["stimOn_times"]) | np.isnan(tr["feedback_times"])
-                 | (tr["firstMovement_times"] - tr["stimOn_times"] > 10)).sum()
+    n_invalid = (
+        nogo
+        | np.isnan(tr["stimOn_times"])
+        | np.isnan(tr["feedback_times"])
+        | (tr["firstMovement_times"] - tr["stimOn_times"] > 10)
+    ).sum()
     assert 0.02 * tr["choice"].size <= n_invalid <= 0.05 * tr["choice"].size
 
 

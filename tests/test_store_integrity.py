@@ -261,16 +261,26 @@ def test_predictions_and_ground_truth_readers_verify_too(tmp_path):
     """The stores the evaluation writes (predictions, probing embeddings) and the simulator's
     ground truth carry fingerprints too; the figures, the BrainWideBench export and the oracle
     refuse a corrupt one rather than draw or score it."""
-    from neds.plots import plot_examples
     from neds.evaluate.evaluation import oracle_rates
+    from neds.plots import plot_examples
 
     pred = tmp_path / "neds_finetuned.zarr"
     rng = np.random.default_rng(0)
-    write_zarr(xr.Dataset({"rate": (("trial", "time", "unit"), rng.random((4, 10, 6)).astype(np.float32))},
-                          coords={"trial": np.arange(4)}), pred)  # fmt: skip
+    write_zarr(
+        xr.Dataset(
+            {"rate": (("trial", "time", "unit"), rng.random((4, 10, 6)).astype(np.float32))},
+            coords={"trial": np.arange(4)},
+        ),
+        pred,
+    )
     truth = tmp_path / "truth.zarr"
-    write_zarr(xr.Dataset({"expected_counts": (("trial", "time", "unit"), rng.random((20, 10, 6)).astype(np.float32))},
-                          coords={"probe": ("unit", text_array(["probe00"] * 6)), "cluster_id": ("unit", np.arange(6))}), truth)  # fmt: skip
+    write_zarr(
+        xr.Dataset(
+            {"expected_counts": (("trial", "time", "unit"), rng.random((20, 10, 6)).astype(np.float32))},
+            coords={"probe": ("unit", text_array(["probe00"] * 6)), "cluster_id": ("unit", np.arange(6))},
+        ),
+        truth,
+    )
     for path, variable in ((pred, "rate"), (truth, "expected_counts")):  # truncate a chunk of each
         f = next(p for p in (path / variable / "c").rglob("*") if p.is_file())
         f.write_bytes(f.read_bytes()[:8])

@@ -12,11 +12,24 @@ from neds.evaluate.tables import collect_rows, pretraining_gain, summarize, summ
 @pytest.fixture
 def metric_files(tmp_path):
     files = []
-    values = {"s1": {"neds_finetuned": 0.3, "neds_scratch": 0.2, "linear": 0.1},
-              "s2": {"neds_finetuned": 0.5, "neds_scratch": 0.4, "linear": 0.2}}
+    values = {
+        "s1": {"neds_finetuned": 0.3, "neds_scratch": 0.2, "linear": 0.1},
+        "s2": {"neds_finetuned": 0.5, "neds_scratch": 0.4, "linear": 0.2},
+    }
     for eid, by_method in values.items():
-        rows = [{"method": m, "eid": eid, "split": "test", "n_trials": 10, "n_units": 5, "bps_unit_mean": v,
-                 "choice_acc": 0.5 + v, "info": {"x": 1}} for m, v in by_method.items()]
+        rows = [
+            {
+                "method": m,
+                "eid": eid,
+                "split": "test",
+                "n_trials": 10,
+                "n_units": 5,
+                "bps_unit_mean": v,
+                "choice_acc": 0.5 + v,
+                "info": {"x": 1},
+            }
+            for m, v in by_method.items()
+        ]
         path = tmp_path / f"{eid}.json"
         path.write_text(json.dumps({"rows": rows}))
         files.append(path)
@@ -55,16 +68,25 @@ def test_one_session_has_no_sem_in_every_table(tmp_path):
     """summarize, the Markdown and the HTML summary all follow mean_sem's rule."""
     from neds.evaluate.tables import summary_html, table1
 
-    rows = [{"method": "neds_finetuned", "eid": "s1", "bps_unit_mean": 0.2, "bps_from_wheel": 0.05, "choice_acc": 0.8},
-            {"method": "neds_finetuned", "eid": "s2", "bps_unit_mean": 0.4, "bps_from_wheel": np.nan, "choice_acc": np.nan},
-            {"method": "neds_scratch", "eid": "s1", "bps_unit_mean": 0.1, "bps_from_wheel": 0.01, "choice_acc": 0.7}]
+    rows = [
+        {"method": "neds_finetuned", "eid": "s1", "bps_unit_mean": 0.2, "bps_from_wheel": 0.05, "choice_acc": 0.8},
+        {"method": "neds_finetuned", "eid": "s2", "bps_unit_mean": 0.4, "bps_from_wheel": np.nan, "choice_acc": np.nan},
+        {"method": "neds_scratch", "eid": "s1", "bps_unit_mean": 0.1, "bps_from_wheel": 0.01, "choice_acc": 0.7},
+    ]
     df = pd.DataFrame(rows)
     summary = summarize(df).set_index("method")
-    assert summary.loc["neds_finetuned", "choice_acc_n"] == 1 and np.isnan(summary.loc["neds_finetuned", "choice_acc_sem"])
-    assert summary.loc["neds_finetuned", "choice_acc_mean"] == 0.8 and summary.loc["neds_finetuned", "bps_unit_mean_n"] == 2
+    assert summary.loc["neds_finetuned", "choice_acc_n"] == 1 and np.isnan(
+        summary.loc["neds_finetuned", "choice_acc_sem"]
+    )
+    assert (
+        summary.loc["neds_finetuned", "choice_acc_mean"] == 0.8
+        and summary.loc["neds_finetuned", "bps_unit_mean_n"] == 2
+    )
     md = summary_markdown(summarize(df), pretraining_gain(df))
     assert "| neds_finetuned | 2 | 0.300 ± 0.100 | 0.800 |" in md and "| neds_scratch | 1 | 0.100 | 0.700 |" in md
     page = summary_html(summarize(df), pretraining_gain(df))
     assert "<td>0.300 ± 0.100</td>" in page and "<td>0.800</td>" in page and "<td>0.700</td>" in page
     t1 = table1(df).set_index(["method", "encoding_from"])
-    assert t1.loc[("neds_finetuned", "wheel"), "n_sessions"] == 1 and np.isnan(t1.loc[("neds_finetuned", "wheel"), "bps_sem"])
+    assert t1.loc[("neds_finetuned", "wheel"), "n_sessions"] == 1 and np.isnan(
+        t1.loc[("neds_finetuned", "wheel"), "bps_sem"]
+    )

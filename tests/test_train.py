@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 from neds.data.dataset import random_trials
 from neds.model.masking import draw_masks
-from neds.model.neds import ModelConfig, NEDS
+from neds.model.neds import NEDS, ModelConfig
 from neds.train import TrainConfig, build_model, evaluate, init_shared_from, load_model, train, training_trials
 
 TINY = ModelConfig(hidden=32, n_heads=4, mlp=64, n_layers=2, dropout=0.1, token_dropout=0.1)
@@ -120,8 +120,9 @@ def test_training_trials_are_a_nested_subset_per_session():
 
 def test_keep_last_and_train_fraction(tmp_path):
     data = random_trials([5, 9], 20)
-    summary = train(build_model(TINY, data.n_units), data,
-                    TrainConfig(epochs=3, keep="last", train_fraction=0.5, **FAST), tmp_path)  # fmt: skip
+    summary = train(
+        build_model(TINY, data.n_units), data, TrainConfig(epochs=3, keep="last", train_fraction=0.5, **FAST), tmp_path
+    )
     assert summary["kept"] == "last" and summary["kept_epoch"] == 3 and summary["n_train_trials"] == 14
     kept = torch.load(tmp_path / "model.pt", weights_only=False)
     last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
@@ -161,7 +162,9 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     torch.manual_seed(0)  # same initial weights on both ranks (DDP also broadcasts rank 0's)
     data = random_trials([5, 9], 16)
@@ -224,8 +227,9 @@ def test_launch_training_runs_torchrun_with_gloo(tmp_path):
     assert (tmp_path / "out" / "model.pt").exists() and (tmp_path / "out" / "launch_spec.json").exists()
     # a failing run names its log
     with pytest.raises(RuntimeError, match="pretrain.log"):
-        launch_training("pretrain", [tmp_path / "missing.zarr"], tmp_path / "bad", model, {"epochs": 1, **FAST},
-                        nproc=2, log=log)
+        launch_training(
+            "pretrain", [tmp_path / "missing.zarr"], tmp_path / "bad", model, {"epochs": 1, **FAST}, nproc=2, log=log
+        )
 
 
 def test_run_training_is_reproducible_across_processes(tmp_path):

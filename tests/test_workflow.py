@@ -21,7 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(workdir), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 
@@ -93,7 +102,12 @@ def test_training_stage_outputs(run):
     pre, ckpt = load_model(models / "pretrain" / "model.pt")
     assert ckpt["vocab"]["eids"] == pretrain and pre.mode == "multimodal"
     usable_heldout = heldout[:1]  # heldout[1] lacks motion energy: no models for it
-    for kind, mode in (("finetune", "multimodal"), ("scratch", "multimodal"), ("encoding", "encoding"), ("decoding", "decoding")):
+    for kind, mode in (
+        ("finetune", "multimodal"),
+        ("scratch", "multimodal"),
+        ("encoding", "encoding"),
+        ("decoding", "decoding"),
+    ):
         model, ckpt = load_model(models / kind / usable_heldout[0] / "model.pt")
         assert model.mode == mode and ckpt["vocab"]["eids"] == usable_heldout
         summary = json.loads((models / kind / usable_heldout[0] / "summary.json").read_text())
@@ -104,7 +118,9 @@ def test_training_stage_outputs(run):
     finetuned, _ = load_model(models / "finetune" / usable_heldout[0] / "model.pt")
     assert json.loads((models / "finetune" / usable_heldout[0] / "summary.json").read_text())["extra"]["pretrained"]
     n_units = open_binned(run / "results" / "binned" / f"{usable_heldout[0]}.zarr").sizes["unit"]
-    spike_w1 = next(v for k, v in finetuned.state_dict().items() if k.endswith("spike_stitcher.w1"))  # (sessions, units, 2 units)
+    spike_w1 = next(
+        v for k, v in finetuned.state_dict().items() if k.endswith("spike_stitcher.w1")
+    )  # (sessions, units, 2 units)
     assert finetuned.n_units.tolist() == [n_units] and spike_w1.shape[:2] == (1, n_units)
     for name, value in finetuned.shared_state_dict().items():  # trained on: moved from the pretrained
         if name.startswith("blocks.0.qkv.weight"):
@@ -119,10 +135,20 @@ def test_evaluation_outputs(run):
     _, heldout = session_lists(config)
     table = pd.read_csv(run / "results" / "tables" / "metrics.tsv", sep="\t")
     assert set(table["eid"]) == {heldout[0]}  # the skipped session is not evaluated
-    assert list(table["method"]) == ["neds_finetuned", "neds_scratch", "unimodal_encoding", "unimodal_decoding", "linear", "rrr", "oracle"]
+    assert list(table["method"]) == [
+        "neds_finetuned",
+        "neds_scratch",
+        "unimodal_encoding",
+        "unimodal_decoding",
+        "linear",
+        "rrr",
+        "oracle",
+    ]
     rows = table.set_index("method")
     assert rows.loc["oracle", "bps_unit_mean"] > 0  # the truth beats the mean-rate null
-    assert np.isnan(rows.loc["unimodal_encoding", "choice_acc"]) and np.isnan(rows.loc["unimodal_decoding", "bps_unit_mean"])
+    assert np.isnan(rows.loc["unimodal_encoding", "choice_acc"]) and np.isnan(
+        rows.loc["unimodal_decoding", "bps_unit_mean"]
+    )
     for method in ("neds_finetuned", "linear"):
         assert 0 <= rows.loc[method, "choice_acc"] <= 1 and np.isfinite(rows.loc[method, "bps_pooled"])
     pred = open_binned(run / "results" / "evaluation" / heldout[0] / "predictions" / "neds_finetuned.zarr")
@@ -136,8 +162,15 @@ def test_evaluation_outputs(run):
         probe = json.loads((run / "results" / "probing" / target / "probe.json").read_text())
         assert probe["n_units"] > 0 and (probe["results"] or probe["skipped"])
     figures = run / "results" / "figures"
-    for name in ("methods_encoding", "methods_decoding", "pretraining_gain", "training_curves",
-                 f"examples_{heldout[0]}", "probing_pretrain", "probing_finetune"):
+    for name in (
+        "methods_encoding",
+        "methods_decoding",
+        "pretraining_gain",
+        "training_curves",
+        f"examples_{heldout[0]}",
+        "probing_pretrain",
+        "probing_finetune",
+    ):
         for ext in ("png", "svg"):
             assert (figures / f"{name}.{ext}").stat().st_size > 1000, name
     assert (figures / "methods_encoding.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -193,8 +226,12 @@ def test_experiment_targets(run):
         assert len(pre["vocab"]["eids"]) == k
     # finetune_trials trains on the nested fraction of the held-out session's training trials
     for stage in ("finetune", "scratch"):
-        n = {v: json.loads(next((exp / "finetune_trials" / v / stage).glob("*/summary.json")).read_text())["n_train_trials"]
-             for v in ("fraction_0.5", "fraction_1")}  # fmt: skip
+        n = {
+            v: json.loads(next((exp / "finetune_trials" / v / stage).glob("*/summary.json")).read_text())[
+                "n_train_trials"
+            ]
+            for v in ("fraction_0.5", "fraction_1")
+        }
         assert n["fraction_0.5"] == round(0.5 * n["fraction_1"])
     table1 = pd.read_csv(exp / "table1.tsv", sep="\t")
     assert set(table1["encoding_from"]) == {"all behaviours", "wheel", "whisker", "choice", "block"}
@@ -206,10 +243,27 @@ def _bwb_scorer(tmp_path: Path) -> Path:
     (its own pins would pull a CUDA torch; the scorer only needs torch, numpy and safetensors)."""
     target = tmp_path / "bwb_packages"
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), "ibl-bwb-eval==0.1.0",
-         "torchmetrics==1.9.0", "lightning-utilities", "rich==15.0.0", "markdown-it-py", "mdurl", "pygments"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            "ibl-bwb-eval==0.1.0",
+            "torchmetrics==1.9.0",
+            "lightning-utilities",
+            "rich==15.0.0",
+            "markdown-it-py",
+            "mdurl",
+            "pygments",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if pip.returncode != 0:
         pytest.skip(f"cannot install ibl-bwb-eval from the package registry: {pip.stderr[-500:]}")
     bin_dir = tmp_path / "bwb_bin"
@@ -250,10 +304,15 @@ def test_bwb_export_is_scored_by_the_benchmark_scorer(run, tmp_path):
 
     env = {**os.environ, "PATH": f"{_bwb_scorer(tmp_path)}{os.pathsep}{os.environ['PATH']}"}
     proc = snakemake(work, "--cores", "1", "bwb_score", env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:] + (work / "logs" / "bwb" / "score.log").read_text()
+    assert proc.returncode == 0, (
+        proc.stdout[-3000:] + proc.stderr[-5000:] + (work / "logs" / "bwb" / "score.log").read_text()
+    )
     scores = pd.read_csv(bwb / "scores.tsv", sep="\t").set_index(["task", "metric"])["value"]
-    ours = next(r for r in json.loads((work / "results" / "evaluation" / eid / "metrics.json").read_text())["rows"]
-                if r["method"] == "neds_finetuned")  # fmt: skip
+    ours = next(
+        r
+        for r in json.loads((work / "results" / "evaluation" / eid / "metrics.json").read_text())["rows"]
+        if r["method"] == "neds_finetuned"
+    )
     assert scores["ts1-wheel_speed", "r2"] == pytest.approx(ours["wheel_r2"], abs=1e-4)
     assert scores["ts1-whisker_motion_energy", "r2"] == pytest.approx(ours["whisker_r2"], abs=1e-4)
     assert scores["ts1-choice", "bacc"] == pytest.approx(ours["choice_balanced_acc"], abs=1e-6)
@@ -277,12 +336,26 @@ def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
     log = tmp_path / "sbatch.jsonl"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_LOG": str(log)}
     proc = snakemake(
-        work, "--profile", str(ROOT / "workflow" / "profiles" / "slurm"),
-        "--configfile", str(work / "config" / "config.yaml"), str(work / "config" / "gpus.yaml"),
-        "--forcerun", "pretrain_model", "train_model", "--until", "pretrain_model", "train_model",
-        "--retries", "0", "--latency-wait", "1", "--slurm-init-seconds-before-status-checks", "1",
+        work,
+        "--profile",
+        str(ROOT / "workflow" / "profiles" / "slurm"),
+        "--configfile",
+        str(work / "config" / "config.yaml"),
+        str(work / "config" / "gpus.yaml"),
+        "--forcerun",
+        "pretrain_model",
+        "train_model",
+        "--until",
+        "pretrain_model",
+        "train_model",
+        "--retries",
+        "0",
+        "--latency-wait",
+        "1",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
         env=env,
-    )  # fmt: skip
+    )
     assert proc.returncode != 0  # the stand-in sacct fails every job
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     by_rule = {}
@@ -300,8 +373,14 @@ def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
             assert option in heldout, (option, heldout)
 
 
-SBATCH_RESOURCES = {"partition": r" -p (\S+)", "runtime": r" -t (\S+)", "mem": r" --mem (\S+)", "gpus": r" --gpus=(\S+)",
-                    "cpus_per_gpu": r" --cpus-per-gpu=(\S+)", "cpus_per_task": r" --cpus-per-task=(\S+)"}  # fmt: skip
+SBATCH_RESOURCES = {
+    "partition": r" -p (\S+)",
+    "runtime": r" -t (\S+)",
+    "mem": r" --mem (\S+)",
+    "gpus": r" --gpus=(\S+)",
+    "cpus_per_gpu": r" --cpus-per-gpu=(\S+)",
+    "cpus_per_task": r" --cpus-per-task=(\S+)",
+}
 
 
 def test_experiment_training_jobs_are_submitted_like_their_main_rules(tmp_path):
@@ -338,21 +417,46 @@ def test_experiment_training_jobs_are_submitted_like_their_main_rules(tmp_path):
         "exp_train": f"results/experiments/seeds/seed_42/scratch/{eid}/summary.json",
     }
     proc = snakemake(
-        work, *targets.values(), "--profile", str(ROOT / "workflow" / "profiles" / "slurm"), "--allowed-rules", *targets,
-        "--retries", "0", "--latency-wait", "1", "--slurm-init-seconds-before-status-checks", "1", env=env,
-    )  # fmt: skip
+        work,
+        *targets.values(),
+        "--profile",
+        str(ROOT / "workflow" / "profiles" / "slurm"),
+        "--allowed-rules",
+        *targets,
+        "--retries",
+        "0",
+        "--latency-wait",
+        "1",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        env=env,
+    )
     assert proc.returncode != 0  # the stand-in sacct fails every job
     submitted = {}
     for call in (json.loads(line) for line in log.read_text().splitlines()):
         comment = call["args"][call["args"].index("--comment") + 1]
         options = " " + " ".join(a for a in call["args"] if not a.startswith("--wrap="))
         rule = comment.split("_wildcards")[0].removeprefix("rule_")
-        submitted[rule] = {k: (m.group(1) if (m := re.search(p, options)) else None) for k, p in SBATCH_RESOURCES.items()}
+        submitted[rule] = {
+            k: (m.group(1) if (m := re.search(p, options)) else None) for k, p in SBATCH_RESOURCES.items()
+        }
     assert set(submitted) == set(targets), proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert submitted["pretrain_model"] == {"partition": "gpu", "runtime": "2880", "mem": "128000", "gpus": "2", "cpus_per_gpu": "4",
-                                           "cpus_per_task": None}  # fmt: skip
-    assert submitted["train_model"] == {"partition": "gpu", "runtime": "240", "mem": "32000", "gpus": "1", "cpus_per_gpu": None,
-                                        "cpus_per_task": "1"}  # fmt: skip
+    assert submitted["pretrain_model"] == {
+        "partition": "gpu",
+        "runtime": "2880",
+        "mem": "128000",
+        "gpus": "2",
+        "cpus_per_gpu": "4",
+        "cpus_per_task": None,
+    }
+    assert submitted["train_model"] == {
+        "partition": "gpu",
+        "runtime": "240",
+        "mem": "32000",
+        "gpus": "1",
+        "cpus_per_gpu": None,
+        "cpus_per_task": "1",
+    }
     assert submitted["exp_pretrain"] == submitted["pretrain_model"]
     assert submitted["exp_train"] == submitted["train_model"]
 
@@ -391,14 +495,21 @@ def test_paper_config_plans_every_job_offline(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path)}  # no ONE parameters of the user either
     proc = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "config" / "ibl_repeated_site.yaml"), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    stats = proc.stdout[proc.stdout.rindex("Job stats:"):]
+    stats = proc.stdout[proc.stdout.rindex("Job stats:") :]
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
     expected = {
-        "download_session": 84, "bin_session": 84, "summarize_sessions": 1, "pretrain_model": 1,
-        "train_model": 40, "fit_rrr_baseline": 1,
-        "evaluate_session": 10, "summarize_evaluation": 1, "probe_regions": 2, "plot_examples": 10,
+        "download_session": 84,
+        "bin_session": 84,
+        "summarize_sessions": 1,
+        "pretrain_model": 1,
+        "train_model": 40,
+        "fit_rrr_baseline": 1,
+        "evaluate_session": 10,
+        "summarize_evaluation": 1,
+        "probe_regions": 2,
+        "plot_examples": 10,
         "render_summary": 1,
-    }  # fmt: skip
+    }
     assert {k: counts.get(k) for k in expected} == expected
     assert not (tmp_path / "resources").exists()  # nothing was downloaded or cached
 
@@ -406,7 +517,10 @@ def test_paper_config_plans_every_job_offline(tmp_path):
 def test_command_line_lists_sessions():
     proc = subprocess.run(
         [sys.executable, "-m", "neds", "--config", str(ROOT / "config" / "config.yaml"), "sessions"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     roles = [line.split("\t")[1] for line in proc.stdout.splitlines()]
@@ -421,7 +535,10 @@ def test_no_usable_heldout_session_stops_the_run_early(tmp_path):
 
     shutil.copytree(ROOT / "config", tmp_path / "config")
     tiny = yaml.safe_load((ROOT / "tests" / "config" / "tiny.yaml").read_text())
-    tiny["simulation"]["missing_datasets"] = [{"session": 2, "datasets": ["motion_energy"]}, {"session": 3, "datasets": ["motion_energy"]}]
+    tiny["simulation"]["missing_datasets"] = [
+        {"session": 2, "datasets": ["motion_energy"]},
+        {"session": 3, "datasets": ["motion_energy"]},
+    ]
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(tiny))
     proc = snakemake(tmp_path, "--cores", "2")
     out = proc.stdout + proc.stderr
@@ -451,8 +568,20 @@ def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(tiny))
     target = "results/models/pretrain/summary.json"
     models = tmp_path / "results" / "models" / "pretrain"
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(tmp_path), "--cores", "1"]
-    proc = subprocess.Popen([*cmd, target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "workflow" / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        [*cmd, target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:  # kill it between two epochs' checkpoints
         history = models / "history.jsonl"
@@ -471,9 +600,25 @@ def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
     assert len((models / "history.jsonl").read_text().splitlines()) == epochs
     resumed = load_model(models / "model.pt")[0].state_dict()
 
-    ref = subprocess.run([sys.executable, "-m", "neds", "--config", str(tmp_path / "config" / "config.yaml"), "train", "--stage", "pretrain",
-                          "--binned", str(tmp_path / "results" / "binned"), "--models", str(tmp_path / "reference")],
-                         capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    ref = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neds",
+            "--config",
+            str(tmp_path / "config" / "config.yaml"),
+            "train",
+            "--stage",
+            "pretrain",
+            "--binned",
+            str(tmp_path / "results" / "binned"),
+            "--models",
+            str(tmp_path / "reference"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert ref.returncode == 0, ref.stderr[-3000:]
     uninterrupted = load_model(tmp_path / "reference" / "pretrain" / "model.pt")[0].state_dict()
     for name, value in uninterrupted.items():

@@ -121,8 +121,7 @@ def bin_spikes(
     align_times = np.asarray(align_times, dtype=np.float64)
     if spike_times.shape != spike_units.shape or spike_times.ndim != 1:
         raise ValueError(
-            f"spike_times {spike_times.shape} and spike_units {spike_units.shape} must be 1-D and "
-            "of equal length"
+            f"spike_times {spike_times.shape} and spike_units {spike_units.shape} must be 1-D and of equal length"
         )
     if not np.all(np.isfinite(align_times)):
         raise ValueError("align_times contains NaN or inf; exclude those trials before binning")

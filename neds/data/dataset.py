@@ -46,7 +46,7 @@ class TrialData:
         """(k,) indices of the trials of one split, in session order."""
         return torch.from_numpy(np.flatnonzero(self.split == split))
 
-    def session_view(self, s: int, split: str | None = None) -> "TrialData":
+    def session_view(self, s: int, split: str | None = None) -> TrialData:
         """The trials of session ``s`` alone (those of ``split`` alone, if given), as a one-session
         :class:`TrialData` (copies them)."""
         sel = self.session == s
@@ -54,10 +54,17 @@ class TrialData:
             sel &= torch.from_numpy(self.split == split)
         n = self.n_units[s]
         return TrialData(
-            eids=[self.eids[s]], n_units=[n], spikes=self.spikes[sel][:, :, :n], wheel=self.wheel[sel],
-            whisker=self.whisker[sel], choice=self.choice[sel], block=self.block[sel],
-            session=torch.zeros(int(sel.sum()), dtype=torch.long), split=self.split[sel.numpy()], trial=self.trial[sel],
-        )  # fmt: skip
+            eids=[self.eids[s]],
+            n_units=[n],
+            spikes=self.spikes[sel][:, :, :n],
+            wheel=self.wheel[sel],
+            whisker=self.whisker[sel],
+            choice=self.choice[sel],
+            block=self.block[sel],
+            session=torch.zeros(int(sel.sum()), dtype=torch.long),
+            split=self.split[sel.numpy()],
+            trial=self.trial[sel],
+        )
 
     def batch(self, idx: torch.Tensor) -> Batch:
         """Gather trials ``idx`` (k,) into a :class:`~neds.model.neds.Batch` (float counts)."""

@@ -292,16 +292,28 @@ def bin_session(raw: RawSession, params: BinningParams, source: str = "") -> Bin
 
     data_vars = {
         "spikes": (("trial", "time", "unit"), counts, {"units": "spike count per bin"}),
-        "choice": (("trial",), encode_choice(kept_trials["choice"].to_numpy()), {"classes": "0: choice -1, 1: choice +1"}),
-        "block": (("trial",), encode_block(kept_trials["probabilityLeft"].to_numpy()), {"classes": "0: pLeft 0.2, 1: 0.5, 2: 0.8"}),
+        "choice": (
+            ("trial",),
+            encode_choice(kept_trials["choice"].to_numpy()),
+            {"classes": "0: choice -1, 1: choice +1"},
+        ),
+        "block": (
+            ("trial",),
+            encode_block(kept_trials["probabilityLeft"].to_numpy()),
+            {"classes": "0: pLeft 0.2, 1: 0.5, 2: 0.8"},
+        ),
     }
     for name, sampled in behaviour.items():
         scaled, lo, hi = minmax_scale(sampled[kept_idx])
         data_vars[name] = (
             ("trial", "time"),
             scaled,
-            {"scale_min": lo, "scale_max": hi, "units": "min-max scaled to [0, 1] per session",
-             "raw_units": "rad/s (|wheel velocity|)" if name == "wheel_speed" else "a.u. (ROI motion energy)"},
+            {
+                "scale_min": lo,
+                "scale_max": hi,
+                "units": "min-max scaled to [0, 1] per session",
+                "raw_units": "rad/s (|wheel velocity|)" if name == "wheel_speed" else "a.u. (ROI motion energy)",
+            },
         )
     coords = {
         "trial": ("trial", kept_idx.astype(np.int64), {"description": "index in the session's ALF trials table"}),

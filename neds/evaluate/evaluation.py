@@ -31,9 +31,19 @@ from neds.evaluate.metrics import (
 )
 from neds.model.masking import BEHAVIOURS, eval_masks
 from neds.model.neds import NEDS
-from neds.vocab import SELECTION_METRICS
+from neds.vocab import DECODING_MODE, ENCODING_MODE, MULTIMODAL_MODE, SELECTION_METRICS
 
-__all__ = ["run_model", "predict_neds", "predict_trials", "oracle_rates", "score", "unscorable_targets", "conditions", "predictions_dataset", "SELECTION_KEYS"]
+__all__ = [
+    "run_model",
+    "predict_neds",
+    "predict_trials",
+    "oracle_rates",
+    "score",
+    "unscorable_targets",
+    "conditions",
+    "predictions_dataset",
+    "SELECTION_KEYS",
+]
 
 SELECTION_KEYS = SELECTION_METRICS
 """The model-selection score is the mean of these (bits per spike and the four decoding scores,
@@ -75,23 +85,27 @@ def predict_neds(
     pred = predict_trials(model, data, idx, batch_size, device)
     if "rate" in pred:
         pred["rate"] = pred["rate"][:, :, :n]
-        if per_behaviour and model.mode == "multimodal":
+        if per_behaviour and model.mode == MULTIMODAL_MODE:
             for beh in BEHAVIOURS:
-                out = run_model(model, data, idx, lambda b, k=beh: eval_masks("encoding_from", b, t, keep=k), batch_size, device)
+                out = run_model(
+                    model, data, idx, lambda b, k=beh: eval_masks("encoding_from", b, t, keep=k), batch_size, device
+                )
                 pred[f"rate_from_{beh}"] = np.exp(out["spikes"][:, :, :n])
     return pred
 
 
-def predict_trials(model: NEDS, data: TrialData, idx: torch.Tensor, batch_size: int, device, bf16: bool = False) -> dict[str, np.ndarray]:
+def predict_trials(
+    model: NEDS, data: TrialData, idx: torch.Tensor, batch_size: int, device, bf16: bool = False
+) -> dict[str, np.ndarray]:
     """The encoding and decoding predictions (layout of this module) of ``model`` on trials
     ``idx`` of any sessions; ``rate`` keeps the padded units (N_max). Only the outputs the
     model's mode predicts."""
     t = data.spikes.shape[1]
     pred: dict[str, np.ndarray] = {}
-    if model.mode in ("multimodal", "encoding"):
+    if model.mode in (MULTIMODAL_MODE, ENCODING_MODE):
         out = run_model(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device, bf16)
         pred["rate"] = np.exp(out["spikes"])
-    if model.mode in ("multimodal", "decoding"):
+    if model.mode in (MULTIMODAL_MODE, DECODING_MODE):
         out = run_model(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device, bf16)
         pred["wheel"], pred["whisker"] = out["wheel"], out["whisker"]
         pred["choice_prob"] = torch.softmax(torch.from_numpy(out["choice"]), -1).numpy()
@@ -128,7 +142,9 @@ def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: np.ndar
     try:
         units = [key[(str(p), int(c))] for p, c in zip(ds["unit_probe"].values, ds["unit_cluster_id"].values)]
     except KeyError as exc:
-        raise ValueError(f"unit {exc} of {data_store} is not in the ground truth {truth_path}; regenerate both") from None
+        raise ValueError(
+            f"unit {exc} of {data_store} is not in the ground truth {truth_path}; regenerate both"
+        ) from None
     expected = truth["expected_counts"].values  # (all trials, T, all units)
     return np.asarray(expected[np.asarray(trials)][:, :, units], dtype=np.float64)
 
@@ -177,7 +193,9 @@ def unscorable_targets(data: TrialData, split: str = "test") -> dict[str, str]:
     return out
 
 
-def score(pred: dict[str, np.ndarray], data: TrialData, split: str = "test") -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def score(
+    pred: dict[str, np.ndarray], data: TrialData, split: str = "test"
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metrics of one method's predictions on one session.
 
     A decoding target that is constant on the session's ``split`` or training trials
@@ -232,7 +250,9 @@ def _score(pred: dict[str, np.ndarray], data: TrialData, split: str) -> tuple[di
     return row, per_unit
 
 
-def predictions_dataset(pred: dict[str, np.ndarray], per_unit: dict[str, np.ndarray], data: TrialData, split: str, attrs: dict) -> xr.Dataset:
+def predictions_dataset(
+    pred: dict[str, np.ndarray], per_unit: dict[str, np.ndarray], data: TrialData, split: str, attrs: dict
+) -> xr.Dataset:
     """Predictions and per-unit metrics as an xarray dataset (dims trial, time, unit)."""
     idx = data.indices(split)
     n = data.n_units[0]

@@ -37,7 +37,16 @@ from neds.evaluate.tables import mean_sem
 from neds.model.neds import NEDS
 from neds.vocab import REGION_NAMES
 
-__all__ = ["unit_embeddings", "probe", "unit_features", "probe_regions", "FEATURE_SETS", "EMBEDDING_SETS", "N_FOLDS", "C_GRID"]
+__all__ = [
+    "unit_embeddings",
+    "probe",
+    "unit_features",
+    "probe_regions",
+    "FEATURE_SETS",
+    "EMBEDDING_SETS",
+    "N_FOLDS",
+    "C_GRID",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -83,9 +92,7 @@ def probe(features: np.ndarray, regions: np.ndarray, seed: int = 0, n_splits: in
     present = [r for r in REGION_NAMES if r in set(regions)]
     counts = [int((regions == r).sum()) for r in present]
     if len(present) < 2 or min(counts) < n_splits:
-        raise ValueError(
-            f"probing needs >= 2 regions with >= {n_splits} units each, got {dict(zip(present, counts))}"
-        )
+        raise ValueError(f"probing needs >= 2 regions with >= {n_splits} units each, got {dict(zip(present, counts))}")
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     predicted = np.empty(regions.shape, dtype=object)
     acc, bacc = [], []
@@ -145,8 +152,10 @@ def unit_features(models: Mapping[str, str | Path], stores: Mapping[str, str | P
     from neds.train import load_model
 
     if set(models) != set(stores):
-        raise ValueError(f"models and stores must be given for the same sessions; models only: "
-                         f"{sorted(set(models) - set(stores))}, stores only: {sorted(set(stores) - set(models))}")  # fmt: skip
+        raise ValueError(
+            f"models and stores must be given for the same sessions; models only: "
+            f"{sorted(set(models) - set(stores))}, stores only: {sorted(set(stores) - set(models))}"
+        )
     loaded: dict[str, tuple[list[dict[str, np.ndarray]], list[str]]] = {}  # checkpoint -> embeddings, its eids
     feats: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_SETS}
     regions, sessions, uuids = [], [], []
@@ -214,7 +223,9 @@ def probe_regions(
         "target": target,
         "n_units": int(keep.sum()),
         "n_units_outside_targets": int((~np.isin(regions_all, REGION_NAMES)).sum()),
-        "regions_left_out": {r: f"{sizes[r]} units, fewer than the {N_FOLDS} folds" for r in REGION_NAMES if r not in probed},
+        "regions_left_out": {
+            r: f"{sizes[r]} units, fewer than the {N_FOLDS} folds" for r in REGION_NAMES if r not in probed
+        },
         "units_per_region": counts,
         "regions": list(REGION_NAMES),
         "chance": max(counts.values()) / max(1, sum(counts.values())),
@@ -230,11 +241,19 @@ def probe_regions(
     both = feats["both"][keep]
     both = (both - both.mean(0)) / np.where(both.std(0) > 0, both.std(0), 1.0)
     ds = xr.Dataset(
-        {"embedding": (("unit", "feature"), both.astype(np.float32)),
-         **{f"predicted_{name}": ("unit", text_array(np.asarray(p))) for name, p in predicted.items()}},
-        coords={"region": ("unit", text_array(labels)), "session": ("unit", text_array(units["session"][keep])),
-                "unit_uuid": ("unit", text_array(units["unit_uuid"][keep]))},
-        attrs={"target": target, "description": "standardised input+output layer embeddings (neds.evaluate.probing) "
-               "and each unit's out-of-fold predicted region per feature set (predicted_<features>)"},
-    )  # fmt: skip
+        {
+            "embedding": (("unit", "feature"), both.astype(np.float32)),
+            **{f"predicted_{name}": ("unit", text_array(np.asarray(p))) for name, p in predicted.items()},
+        },
+        coords={
+            "region": ("unit", text_array(labels)),
+            "session": ("unit", text_array(units["session"][keep])),
+            "unit_uuid": ("unit", text_array(units["unit_uuid"][keep])),
+        },
+        attrs={
+            "target": target,
+            "description": "standardised input+output layer embeddings (neds.evaluate.probing) "
+            "and each unit's out-of-fold predicted region per feature set (predicted_<features>)",
+        },
+    )
     return out, ds

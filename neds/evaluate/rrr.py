@@ -82,7 +82,9 @@ def fit_rrr_encoder(sessions: list[TrialData], cfg: RRRConfig = RRRConfig()) -> 
     opt = torch.optim.Adam([v, *us, *bs], lr=cfg.lr, weight_decay=cfg.weight_decay)
     for _ in range(cfg.epochs):
         opt.zero_grad()
-        loss = sum(((torch.einsum("rtd,kd->ktr", v, x) @ u.T + b - y) ** 2).mean() for x, y, u, b in zip(xs, ys, us, bs))
+        loss = sum(
+            ((torch.einsum("rtd,kd->ktr", v, x) @ u.T + b - y) ** 2).mean() for x, y, u, b in zip(xs, ys, us, bs)
+        )
         loss.backward()
         opt.step()
     return RRREncoder(v.detach().numpy().astype(np.float64), mu, sd)
@@ -135,8 +137,12 @@ class RRRDecoder:
             opt.step()
         with torch.no_grad():
             wheel, whisker, choice, block = self.readout((data.spikes[te][:, :, :n].float() / scale) @ w)
-        return {"wheel": wheel.numpy(), "whisker": whisker.numpy(),
-                "choice_prob": torch.softmax(choice, -1).numpy(), "block_prob": torch.softmax(block, -1).numpy()}
+        return {
+            "wheel": wheel.numpy(),
+            "whisker": whisker.numpy(),
+            "choice_prob": torch.softmax(choice, -1).numpy(),
+            "block_prob": torch.softmax(block, -1).numpy(),
+        }
 
 
 def fit_rrr_decoder(sessions: list[TrialData], cfg: RRRConfig = RRRConfig()) -> RRRDecoder:

@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neds.vocab import BEHAVIOURS, DECODING_METRICS, ENCODING_METRICS, HEADLINE_METRICS, METHOD_ORDER, NEDS_FINETUNED, NEDS_SCRATCH
+from neds.vocab import (
+    BEHAVIOURS,
+    DECODING_METRICS,
+    ENCODING_METRICS,
+    HEADLINE_METRICS,
+    METHOD_ORDER,
+    NEDS_FINETUNED,
+    NEDS_SCRATCH,
+)
 
 __all__ = [
     "mean_sem",
@@ -155,10 +163,19 @@ def summary_markdown(summary: pd.DataFrame, gain: pd.DataFrame, title: str = "NE
         lines.append(f"| {row['method']} | {row['n_sessions']} | " + " | ".join(cells) + " |")
     notes = [f"- {row['method']}: {row[NOT_SCORED]}" for _, row in summary.iterrows() if row.get(NOT_SCORED)]
     if notes:
-        lines += ["", "Not scored (a constant target says nothing about decoding; these sessions are left out of "
-                  "that metric's mean):", "", *notes]
+        lines += [
+            "",
+            "Not scored (a constant target says nothing about decoding; these sessions are left out of "
+            "that metric's mean):",
+            "",
+            *notes,
+        ]
     if len(gain):
-        lines += ["", "Gain of pretraining then fine-tuning over training from scratch (percent of the scratch value):", ""]
+        lines += [
+            "",
+            "Gain of pretraining then fine-tuning over training from scratch (percent of the scratch value):",
+            "",
+        ]
         lines.append("| metric | fine-tuned | scratch | gain (%) |")
         lines.append("|---|---|---|---|")
         for _, g in gain.iterrows():
@@ -167,7 +184,9 @@ def summary_markdown(summary: pd.DataFrame, gain: pd.DataFrame, title: str = "NE
     return "\n".join(lines) + "\n"
 
 
-def summary_html(summary: pd.DataFrame | str | Path, gain: pd.DataFrame | str | Path, title: str = "NEDS evaluation") -> str:
+def summary_html(
+    summary: pd.DataFrame | str | Path, gain: pd.DataFrame | str | Path, title: str = "NEDS evaluation"
+) -> str:
     """The summary table (mean ± s.e.m. over held-out sessions, per method; encoding and decoding
     metrics as two tables, each with the methods that produce them) and the pretraining gain, as
     one self-contained HTML page for the Snakemake report.
@@ -187,7 +206,10 @@ def summary_html(summary: pd.DataFrame | str | Path, gain: pd.DataFrame | str | 
     for name, cols in groups.items():
         rows = summary[summary[[f"{m}_mean" for m in cols]].notna().any(axis=1)] if cols else summary.iloc[:0]
         if len(rows):
-            cells = {m: [format_mean_sem(r[f"{m}_mean"], r.get(f"{m}_sem", np.nan)) for _, r in rows.iterrows()] for m in cols}
+            cells = {
+                m: [format_mean_sem(r[f"{m}_mean"], r.get(f"{m}_sem", np.nan)) for _, r in rows.iterrows()]
+                for m in cols
+            }
             table = pd.DataFrame({"method": rows["method"], "sessions": rows["n_sessions"], **cells})
             parts.append(f"<h3>{name}</h3>{table.to_html(index=False, border=0)}")
     gain = gain.copy()
@@ -195,16 +217,27 @@ def summary_html(summary: pd.DataFrame | str | Path, gain: pd.DataFrame | str | 
         if col not in ("metric", "n_sessions"):
             gain[col] = gain[col].map(lambda v, c=col: f"{v:+.1f}" if c == "gain_percent" else f"{v:.3f}")
     not_scored = [(m, n) for m, n in zip(summary["method"], summary.get(NOT_SCORED, [])) if isinstance(n, str) and n]
-    notes = ("<h3>Not scored</h3><p>A target constant on a session's training or test trials says nothing about "
-             "decoding; that session is left out of the metric's mean.</p><ul>"
-             + "".join(f"<li>{html.escape(m)}: {html.escape(n)}</li>" for m, n in not_scored) + "</ul>") if not_scored else ""
-    style = ("<style>body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse;margin-bottom:1.5em}"
-             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f0f0f0}</style>")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>{style}</head><body>"
-            f"<h2>{title}</h2><p>Held-out sessions, test trials; mean ± s.e.m. over sessions "
-            f"(– where a method does not produce the metric).</p>{''.join(parts)}{notes}"
-            f"<h3>Gain of pretraining over training from scratch (percent of the scratch value)</h3>"
-            f"{gain.to_html(index=False, border=0)}</body></html>\n")
+    notes = (
+        (
+            "<h3>Not scored</h3><p>A target constant on a session's training or test trials says nothing about "
+            "decoding; that session is left out of the metric's mean.</p><ul>"
+            + "".join(f"<li>{html.escape(m)}: {html.escape(n)}</li>" for m, n in not_scored)
+            + "</ul>"
+        )
+        if not_scored
+        else ""
+    )
+    style = (
+        "<style>body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse;margin-bottom:1.5em}"
+        "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f0f0f0}</style>"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>{style}</head><body>"
+        f"<h2>{title}</h2><p>Held-out sessions, test trials; mean ± s.e.m. over sessions "
+        f"(– where a method does not produce the metric).</p>{''.join(parts)}{notes}"
+        f"<h3>Gain of pretraining over training from scratch (percent of the scratch value)</h3>"
+        f"{gain.to_html(index=False, border=0)}</body></html>\n"
+    )
 
 
 TABLE1_SOURCES = (("all behaviours", "bps_unit_mean"), *((b, f"bps_from_{b}") for b in BEHAVIOURS))
@@ -222,14 +255,29 @@ def table1(df: pd.DataFrame, methods: tuple[str, ...] = (NEDS_FINETUNED, NEDS_SC
     rows = []
     for _, r in summary.iterrows():
         for label, col in sources:
-            rows.append({"method": r["method"], "encoding_from": label, "bps_mean": r[f"{col}_mean"],
-                         "bps_sem": r[f"{col}_sem"], "n_sessions": int(r[f"{col}_n"])})  # fmt: skip
+            rows.append(
+                {
+                    "method": r["method"],
+                    "encoding_from": label,
+                    "bps_mean": r[f"{col}_mean"],
+                    "bps_sem": r[f"{col}_sem"],
+                    "n_sessions": int(r[f"{col}_n"]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def table1_markdown(table: pd.DataFrame) -> str:
     """The output of :func:`table1` as Markdown (one row per model and behaviour)."""
-    lines = ["# Encoding from each behaviour alone (Table 1)", "", "Held-out sessions, test trials; mean ± s.e.m.", "",
-             "| model | encoding from | bits per spike |", "|---|---|---|"]  # fmt: skip
-    lines += [f"| {r.method} | {r.encoding_from} | {format_mean_sem(r.bps_mean, r.bps_sem)} |" for r in table.itertuples()]
+    lines = [
+        "# Encoding from each behaviour alone (Table 1)",
+        "",
+        "Held-out sessions, test trials; mean ± s.e.m.",
+        "",
+        "| model | encoding from | bits per spike |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {r.method} | {r.encoding_from} | {format_mean_sem(r.bps_mean, r.bps_sem)} |" for r in table.itertuples()
+    ]
     return "\n".join(lines) + "\n"

@@ -105,12 +105,23 @@ def _write(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str])
 def _meta(label: str, task: str, seed: int, **extra) -> dict[str, str]:
     from neds import __version__
 
-    return {"label": label, "task": task, "seed": str(seed), "ibl_bwb_eval_version": FORMAT_VERSION,
-            "writer": f"neds {__version__}", **{k: str(v) for k, v in extra.items()}}  # fmt: skip
+    return {
+        "label": label,
+        "task": task,
+        "seed": str(seed),
+        "ibl_bwb_eval_version": FORMAT_VERSION,
+        "writer": f"neds {__version__}",
+        **{k: str(v) for k, v in extra.items()},
+    }
 
 
 def export_session(
-    predictions: str | Path, store: str | Path, pred_dir: str | Path, gt_dir: str | Path, label: str, seed: int,
+    predictions: str | Path,
+    store: str | Path,
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    label: str,
+    seed: int,
     rates: str | Path | None = None,
 ) -> list[Path]:
     """Write one held-out session's TS1 and TS2 files.
@@ -132,7 +143,9 @@ def export_session(
     trials = np.asarray(pred["trial"].values, dtype=np.int64)
     missing = np.setdiff1d(trials, data["trial"].values)
     if missing.size:
-        raise ValueError(f"{predictions} has trials {missing[:5].tolist()} that {store} does not; export matching files")
+        raise ValueError(
+            f"{predictions} has trials {missing[:5].tolist()} that {store} does not; export matching files"
+        )
     truth = data.sel(trial=trials)
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     written = []
@@ -140,7 +153,12 @@ def export_session(
     def both(task: str, pred_tensors: dict, gt_tensors: dict, **extra) -> None:
         meta = _meta(label, task, seed, recording_id=eid, **extra)
         written.append(_write(pred_dir / label / task / eid / f"seed_{seed}.safetensors", pred_tensors, meta))
-        gt_meta = {"task": task, "recording_id": eid, "ibl_bwb_eval_version": FORMAT_VERSION, **{k: str(v) for k, v in extra.items()}}
+        gt_meta = {
+            "task": task,
+            "recording_id": eid,
+            "ibl_bwb_eval_version": FORMAT_VERSION,
+            **{k: str(v) for k, v in extra.items()},
+        }
         written.append(_write(gt_dir / task / eid / "ground_truth.safetensors", gt_tensors, gt_meta))
 
     trial_id = trials.astype(np.int64)
@@ -153,21 +171,30 @@ def export_session(
     for task, (key, source) in TS1_DYNAMIC.items():
         values = truth[source].values.astype(np.float32)[..., None]  # (N, T, 1)
         p = np.asarray(pred[key].values, dtype=np.float32)[..., None]
-        both(f"ts1-{task}", {"predictions": p, "trial_id": trial_id}, {"values": values, "trial_id": trial_id},
-             window_s=window)  # fmt: skip
+        both(
+            f"ts1-{task}",
+            {"predictions": p, "trial_id": trial_id},
+            {"values": values, "trial_id": trial_id},
+            window_s=window,
+        )
     rate_source = verify_store(rates) if rates is not None else pred
     if not np.array_equal(rate_source["trial"].values, trials):
         raise ValueError(f"{rates} and {predictions} hold different trials; export one evaluation's stores")
     log_rate = np.log(np.clip(np.asarray(rate_source["rate"].values, dtype=np.float64), 1e-12, None)).astype(np.float32)
     counts = truth["spikes"].values.astype(np.float32)  # (N, T, U)
     start = (truth[f"trial_{binning['align_event']}"].values + window[0]).astype(np.float64)
-    both("ts2-co_smoothing", {"predictions": log_rate, "window_timestamps": start},
-         {"targets": counts, "window_timestamps": start}, units=",".join(as_str(data["unit_uuid"].values)))  # fmt: skip
+    both(
+        "ts2-co_smoothing",
+        {"predictions": log_rate, "window_timestamps": start},
+        {"targets": counts, "window_timestamps": start},
+        units=",".join(as_str(data["unit_uuid"].values)),
+    )
     return written
 
 
-def export_regions(embeddings: str | Path, pred_dir: str | Path, gt_dir: str | Path, label: str, seed: int,
-                   features: str = "output") -> list[Path]:  # fmt: skip
+def export_regions(
+    embeddings: str | Path, pred_dir: str | Path, gt_dir: str | Path, label: str, seed: int, features: str = "output"
+) -> list[Path]:
     """Write the TS3 (``unit_cosmos``) files from a probing run's per-unit out-of-fold predictions.
 
     embeddings : ``results/probing/<target>/embeddings.zarr`` (coords region, unit_uuid; variable
@@ -176,7 +203,9 @@ def export_regions(embeddings: str | Path, pred_dir: str | Path, gt_dir: str | P
     ds = verify_store(embeddings)
     key = f"predicted_{features}"
     if key not in ds:
-        raise ValueError(f"{embeddings} has no {key} (probing was skipped or ran before per-unit predictions were stored); rerun probe_regions")
+        raise ValueError(
+            f"{embeddings} has no {key} (probing was skipped or ran before per-unit predictions were stored); rerun probe_regions"
+        )
     predicted, true = as_str(ds[key].values), as_str(ds["region"].values)
     unknown = sorted(set(predicted) - set(COSMOS_OF_BERYL)) + sorted(set(true) - set(COSMOS_OF_BERYL))
     if unknown:
@@ -189,16 +218,29 @@ def export_regions(embeddings: str | Path, pred_dir: str | Path, gt_dir: str | P
     task, names = "ts3-unit_cosmos", ",".join(COSMOS_LABELS)
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     return [
-        _write(pred_dir / label / task / f"seed_{seed}.safetensors", {"pred_proba": proba, "entity_ids": ids},
-               _meta(label, task, seed, label_names=names, features=features)),
-        _write(gt_dir / task / "ground_truth.safetensors", {"targets": targets, "entity_ids": ids},
-               {"task": task, "label_names": names, "ibl_bwb_eval_version": FORMAT_VERSION}),
-    ]  # fmt: skip
+        _write(
+            pred_dir / label / task / f"seed_{seed}.safetensors",
+            {"pred_proba": proba, "entity_ids": ids},
+            _meta(label, task, seed, label_names=names, features=features),
+        ),
+        _write(
+            gt_dir / task / "ground_truth.safetensors",
+            {"targets": targets, "entity_ids": ids},
+            {"task": task, "label_names": names, "ibl_bwb_eval_version": FORMAT_VERSION},
+        ),
+    ]
 
 
 def export_submission(
-    stores: Mapping[str, str | Path], predictions: Mapping[str, str | Path], embeddings: str | Path | None,
-    out_dir: str | Path, label: str, seed: int, method: str, rates_method: str, probe_features: str = "output",
+    stores: Mapping[str, str | Path],
+    predictions: Mapping[str, str | Path],
+    embeddings: str | Path | None,
+    out_dir: str | Path,
+    label: str,
+    seed: int,
+    method: str,
+    rates_method: str,
+    probe_features: str = "output",
 ) -> dict:
     """Predictions of one method in the submission layout, with ground truth and a manifest.
 
@@ -225,15 +267,18 @@ def export_submission(
         If ``stores`` and ``predictions`` are of different sessions.
     """
     if set(stores) != set(predictions):
-        raise ValueError(f"stores and predictions must be given for the same sessions; stores only: "
-                         f"{sorted(set(stores) - set(predictions))}, predictions only: {sorted(set(predictions) - set(stores))}")  # fmt: skip
+        raise ValueError(
+            f"stores and predictions must be given for the same sessions; stores only: "
+            f"{sorted(set(stores) - set(predictions))}, predictions only: {sorted(set(predictions) - set(stores))}"
+        )
     out_dir = Path(out_dir)
     pred_dir, gt_dir = out_dir / "predictions", out_dir / "ground_truth"
     files, skipped = [], {}
     for eid, store in stores.items():
         folder = Path(predictions[eid])
-        files += export_session(folder / f"{method}.zarr", store, pred_dir, gt_dir, label, seed,
-                                rates=folder / f"{rates_method}.zarr")  # fmt: skip
+        files += export_session(
+            folder / f"{method}.zarr", store, pred_dir, gt_dir, label, seed, rates=folder / f"{rates_method}.zarr"
+        )
     if embeddings is None:
         skipped["ts3-unit_cosmos"] = "no probing run given"
     else:
@@ -243,9 +288,15 @@ def export_submission(
             skipped["ts3-unit_cosmos"] = str(exc)
             _log.warning("BWB export: ts3-unit_cosmos left out: %s", exc)
     manifest = {
-        "format": f"ibl-bwb-eval {FORMAT_VERSION} submission layout", "label": label, "seed": seed,
-        "method": method, "co_smoothing_from": rates_method, "probe_features": probe_features, "sessions": sorted(stores),
-        "files": sorted(str(Path(f).relative_to(out_dir)) for f in files), "skipped": skipped,
-    }  # fmt: skip
+        "format": f"ibl-bwb-eval {FORMAT_VERSION} submission layout",
+        "label": label,
+        "seed": seed,
+        "method": method,
+        "co_smoothing_from": rates_method,
+        "probe_features": probe_features,
+        "sessions": sorted(stores),
+        "files": sorted(str(Path(f).relative_to(out_dir)) for f in files),
+        "skipped": skipped,
+    }
     write_json(manifest, out_dir / "manifest.json")
     return manifest

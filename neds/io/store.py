@@ -104,8 +104,10 @@ def _is_binned(attrs: dict, names) -> bool:
 def _rebuild_hint(path, attrs: dict, binned: bool) -> str:
     """How to rebuild a store: for a binned session, re-run bin_session for its eid."""
     if not binned:
-        return (f"delete {path} and re-run the workflow step that wrote it (Snakemake rebuilds a missing "
-                "output; or `snakemake --forcerun <rule>`)")  # fmt: skip
+        return (
+            f"delete {path} and re-run the workflow step that wrote it (Snakemake rebuilds a missing "
+            "output; or `snakemake --forcerun <rule>`)"
+        )
     eid = attrs.get("eid") or Path(str(path)).name.removesuffix(".zarr")
     return (
         f"delete {path} and re-run bin_session for session {eid} (`rm -r {path}` and rerun the workflow, "
@@ -120,8 +122,10 @@ def _jsonable(value):
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"store attribute value {value!r} ({type(value).__name__}) is not JSON-serialisable; "
-                    "convert it to a number, string, list or dict before writing")  # fmt: skip
+    raise TypeError(
+        f"store attribute value {value!r} ({type(value).__name__}) is not JSON-serialisable; "
+        "convert it to a number, string, list or dict before writing"
+    )
 
 
 def _canonical_attrs(attrs: dict) -> str:
@@ -177,7 +181,12 @@ def content_fingerprint(ds: xr.Dataset) -> dict:
     """
     variables = {str(name): _hash_variable(var) for name, var in ds.variables.items()}
     attrs = hashlib.new(FINGERPRINT_ALGORITHM, _canonical_attrs(ds.attrs).encode()).hexdigest()
-    return {"algorithm": FINGERPRINT_ALGORITHM, "variables": variables, "attrs": attrs, "digest": _digest(variables, attrs)}
+    return {
+        "algorithm": FINGERPRINT_ALGORITHM,
+        "variables": variables,
+        "attrs": attrs,
+        "digest": _digest(variables, attrs),
+    }
 
 
 def write_zarr(ds: xr.Dataset, path: str | Path, trial_chunk: int = 64) -> None:
@@ -202,7 +211,9 @@ def write_zarr(ds: xr.Dataset, path: str | Path, trial_chunk: int = 64) -> None:
     encoding = {}
     for name, var in ds.data_vars.items():
         if var.ndim and "trial" in var.dims:
-            encoding[name] = {"chunks": tuple(min(trial_chunk, s) if d == "trial" else s for d, s in zip(var.dims, var.shape))}
+            encoding[name] = {
+                "chunks": tuple(min(trial_chunk, s) if d == "trial" else s for d, s in zip(var.dims, var.shape))
+            }
 
     def write(tmp: Path) -> None:
         ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
@@ -320,7 +331,9 @@ def verify_store(ds_or_path: xr.Dataset | str | Path, where: str | Path | None =
             f"by hand), so its content cannot be verified; {hint}"
         )
     if recorded.get("algorithm") != FINGERPRINT_ALGORITHM:
-        raise CorruptStoreError(f"{where} records a fingerprint of unknown algorithm {recorded.get('algorithm')!r}; {hint}")
+        raise CorruptStoreError(
+            f"{where} records a fingerprint of unknown algorithm {recorded.get('algorithm')!r}; {hint}"
+        )
     problems = _mismatches(ds, recorded)
     if problems:
         raise CorruptStoreError(

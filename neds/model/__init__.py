@@ -1,7 +1,7 @@
 """The NEDS model (``neds.model.neds``) and its multi-task masking (``neds.model.masking``)."""
 
 from neds.model.masking import BEHAVIOURS, SCHEMES, Masks, draw_masks, eval_masks, scheme_masks
-from neds.model.neds import MODES, Batch, ModelConfig, NEDS, Output, model_summary
+from neds.model.neds import MODES, NEDS, Batch, ModelConfig, Output, model_summary
 
 __all__ = [
     "BEHAVIOURS",

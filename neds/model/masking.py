@@ -43,7 +43,7 @@ class Masks:
     behaviour: torch.Tensor
     scheme: torch.Tensor
 
-    def to(self, device) -> "Masks":
+    def to(self, device) -> Masks:
         return Masks(self.spikes.to(device), self.behaviour.to(device), self.scheme.to(device))
 
 
@@ -56,9 +56,7 @@ def _random_bins(shape: tuple[int, ...], ratio: float, generator: torch.Generato
     return mask
 
 
-def scheme_masks(
-    scheme: torch.Tensor, n_bins: int, ratio: float, generator: torch.Generator
-) -> Masks:
+def scheme_masks(scheme: torch.Tensor, n_bins: int, ratio: float, generator: torch.Generator) -> Masks:
     """Masks for given per-trial schemes.
 
     Parameters
@@ -128,9 +126,17 @@ def eval_masks(kind: str, batch_size: int, n_bins: int, keep: str | None = None)
     """
     b, m = batch_size, len(BEHAVIOURS)
     if kind == "encoding":
-        return Masks(torch.ones(b, n_bins, dtype=torch.bool), torch.zeros(b, m, n_bins, dtype=torch.bool), torch.zeros(b, dtype=torch.long))
+        return Masks(
+            torch.ones(b, n_bins, dtype=torch.bool),
+            torch.zeros(b, m, n_bins, dtype=torch.bool),
+            torch.zeros(b, dtype=torch.long),
+        )
     if kind == "decoding":
-        return Masks(torch.zeros(b, n_bins, dtype=torch.bool), torch.ones(b, m, n_bins, dtype=torch.bool), torch.ones(b, dtype=torch.long))
+        return Masks(
+            torch.zeros(b, n_bins, dtype=torch.bool),
+            torch.ones(b, m, n_bins, dtype=torch.bool),
+            torch.ones(b, dtype=torch.long),
+        )
     if kind == "encoding_from":
         if keep not in BEHAVIOURS:
             raise ValueError(f"keep={keep!r} must be one of {BEHAVIOURS}")

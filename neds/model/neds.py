@@ -105,7 +105,7 @@ class Batch:
     block: torch.Tensor
     session: torch.Tensor
 
-    def to(self, device, non_blocking: bool = False) -> "Batch":
+    def to(self, device, non_blocking: bool = False) -> Batch:
         return Batch(**{k: v.to(device, non_blocking=non_blocking) for k, v in vars(self).items()})
 
 
@@ -474,9 +474,15 @@ class NEDS(nn.Module):
         """
         sl = self.sessions
         order = [
-            *sl.spike_stitcher.parameters(), *sl.behaviour_stitcher.parameters(), self.modality_emb, self.time_emb,
-            *sl.embedding.parameters(), self.mask_token, *sl.parameters(), *self.parameters(),
-        ]  # fmt: skip
+            *sl.spike_stitcher.parameters(),
+            *sl.behaviour_stitcher.parameters(),
+            self.modality_emb,
+            self.time_emb,
+            *sl.embedding.parameters(),
+            self.mask_token,
+            *sl.parameters(),
+            *self.parameters(),
+        ]
         return list({id(p): p for p in order}.values())  # the first place of each
 
     # ------------------------------------------------------------------ forward

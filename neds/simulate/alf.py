@@ -42,12 +42,31 @@ TASK_PROTOCOL = "_iblrig_tasks_ephysChoiceWorld"
 PROJECT = "neds_simulation"
 CACHE_ORIGIN = "neds.simulate"
 MANIFEST_COLUMNS = (
-    "eid", "role", "index", "lab", "subject", "date", "number", "session_path",
-    "n_units", "n_trials", "n_probes", "missing_datasets",
+    "eid",
+    "role",
+    "index",
+    "lab",
+    "subject",
+    "date",
+    "number",
+    "session_path",
+    "n_units",
+    "n_trials",
+    "n_probes",
+    "missing_datasets",
 )
 _TRIAL_ATTRIBUTES = (
-    "intervals", "stimOn_times", "goCue_times", "firstMovement_times", "response_times", "feedback_times",
-    "choice", "feedbackType", "probabilityLeft", "contrastLeft", "contrastRight",
+    "intervals",
+    "stimOn_times",
+    "goCue_times",
+    "firstMovement_times",
+    "response_times",
+    "feedback_times",
+    "choice",
+    "feedbackType",
+    "probabilityLeft",
+    "contrastLeft",
+    "contrastRight",
 )
 
 

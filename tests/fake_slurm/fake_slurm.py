@@ -2,6 +2,7 @@
 """Stand-in for the SLURM commands (linked as sbatch, sacct, squeue, sinfo, sacctmgr, sshare,
 scontrol): sbatch records its arguments in $FAKE_SLURM_LOG (JSON lines) and prints a job id;
 sacct reports every submitted job as FAILED, so the run ends without executing anything."""
+
 import json
 import os
 import sys

@@ -3,7 +3,6 @@
 # run in their own environment (target `bwb_score`, workflow/envs/bwb.yaml).
 
 
-
 rule bwb_export:
     input:
         stores=lambda wc: list(bwb_sessions(wc)["stores"].values()),
@@ -13,6 +12,15 @@ rule bwb_export:
         predictions=directory("results/bwb/predictions"),
         ground_truth=directory("results/bwb/ground_truth"),
         manifest="results/bwb/manifest.json",
+    log:
+        "logs/bwb/export.log",
+    localrule: True
+    conda:
+        "../envs/neds.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         stores=lambda wc: bwb_sessions(wc)["stores"],  # eid -> store
         predictions=lambda wc: bwb_sessions(wc)["predictions"],  # eid -> predictions folder
@@ -22,15 +30,6 @@ rule bwb_export:
         rates_method=config["bwb"]["co_smoothing_method"],
         probe_features=config["bwb"]["probe_features"],
         seed=config["training"]["seed"],
-    log:
-        "logs/bwb/export.log",
-    conda:
-        "../envs/neds.yaml"
-    localrule: True
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
     script:
         "../scripts/bwb_export.py"
 
@@ -41,17 +40,17 @@ rule bwb_score:
         ground_truth="results/bwb/ground_truth",
     output:
         scores="results/bwb/scores.tsv",
-    params:
-        scorer=workflow.source_path("../scripts/bwb_score.py"),
     log:
         "logs/bwb/score.log",
+    localrule: True
     conda:
         "../envs/bwb.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        scorer=workflow.source_path("../scripts/bwb_score.py"),
     shell:
         "python {params.scorer} {input.predictions} {input.ground_truth} {output.scores} > {log} 2>&1"
 

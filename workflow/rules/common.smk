@@ -9,7 +9,6 @@ from neds.vocab import HELDOUT_STAGES, STAGES
 from neds.experiments import EXPERIMENTS
 from neds.stages import usable_eids
 
-
 validate_config(config)  # the package's schema and validator, as on the command line: fills in every default
 
 PRETRAIN_EIDS, HELDOUT_EIDS = session_lists(config)  # raises on held-out/pretrain leakage
@@ -80,7 +79,10 @@ def get_probe_input(wildcards, keyed=False):
     """
     pretrain = wildcards.target == vocab.PRETRAIN.name
     eids = usable_sessions("pretrain" if pretrain else "heldout")
-    models = {e: "results/models/pretrain/model.pt" if pretrain else f"results/models/{wildcards.target}/{e}/model.pt" for e in eids}
+    models = {
+        e: "results/models/pretrain/model.pt" if pretrain else f"results/models/{wildcards.target}/{e}/model.pt"
+        for e in eids
+    }
     stores = {e: f"results/binned/{e}.zarr" for e in eids}
     if keyed:
         return {"models": models, "stores": stores}
@@ -215,8 +217,11 @@ def training_histories(wildcards):
     """Every training run's history.jsonl, by stage (neds.vocab.STAGES): the pretrained model's,
     and each usable held-out session's of the per-session stages."""
     return {
-        s: f"results/models/{s}/history.jsonl" if not STAGES[s].per_session
-        else expand(f"results/models/{s}/{{eid}}/history.jsonl", eid=usable_sessions("heldout"))
+        s: (
+            f"results/models/{s}/history.jsonl"
+            if not STAGES[s].per_session
+            else expand(f"results/models/{s}/{{eid}}/history.jsonl", eid=usable_sessions("heldout"))
+        )
         for s in STAGES
     }
 

@@ -7,10 +7,6 @@ if SIMULATED:
         output:
             cache=directory(f"{SIM_DIR}/one_cache"),
             truth=directory(f"{SIM_DIR}/ground_truth"),
-        params:
-            simulation=config["simulation"],
-            bin_size_s=config["binning"]["bin_size_s"],
-            window_s=config["binning"]["window_s"],
         log:
             "logs/simulate_sessions.log",
         benchmark:
@@ -21,6 +17,10 @@ if SIMULATED:
         resources:
             mem_mb=4000,
             runtime=30,
+        params:
+            simulation=config["simulation"],
+            bin_size_s=config["binning"]["bin_size_s"],
+            window_s=config["binning"]["window_s"],
         script:
             "../scripts/simulate_sessions.py"
 
@@ -30,19 +30,19 @@ if REMOTE:
     rule download_session:
         output:
             json="resources/ibl/downloads/{eid}.json",
-        params:
-            one=config["data"]["one"],
         log:
             "logs/download_session/{eid}.log",
         benchmark:
             "benchmarks/download_session/{eid}.tsv"
+        retries: 2
         conda:
             "../envs/neds.yaml"
-        retries: 2
         threads: 1
         resources:
             mem_mb=4000,
             runtime=120,
+        params:
+            one=config["data"]["one"],
         script:
             "../scripts/download_session.py"
 
@@ -54,10 +54,6 @@ rule bin_session:
         zarr=directory("results/binned/{eid}.zarr"),
         dropped="results/binned/dropped/{eid}.tsv",
         status="results/binned/status/{eid}.json",
-    params:
-        one=config["data"]["one"],
-        binning=config["binning"],
-        source=config["data"]["source"],
     log:
         "logs/bin_session/{eid}.log",
     benchmark:
@@ -68,6 +64,10 @@ rule bin_session:
     resources:
         mem_mb=8000,
         runtime=30,
+    params:
+        one=config["data"]["one"],
+        binning=config["binning"],
+        source=config["data"]["source"],
     script:
         "../scripts/bin_session.py"
 
@@ -77,19 +77,19 @@ checkpoint summarize_sessions:
         status=expand("results/binned/status/{eid}.json", eid=ALL_EIDS),
     output:
         tsv="results/binned/sessions.tsv",
-    params:
-        roles=ROLES,
-        require_all_usable=config["data"]["require_all_usable"],
     log:
         "logs/summarize_sessions.log",
     benchmark:
         "benchmarks/summarize_sessions.tsv"
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        roles=ROLES,
+        require_all_usable=config["data"]["require_all_usable"],
     script:
         "../scripts/summarize_sessions.py"

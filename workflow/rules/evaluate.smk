@@ -2,7 +2,6 @@
 # then the tables and the Markdown summary; brain-region probing of the unit embeddings.
 
 
-
 rule evaluate_session:
     input:
         unpack(heldout_models),
@@ -12,8 +11,6 @@ rule evaluate_session:
     output:
         metrics="results/evaluation/{eid}/metrics.json",
         predictions=directory("results/evaluation/{eid}/predictions"),
-    params:
-        split="test",
     log:
         "logs/evaluate_session/{eid}.log",
     benchmark:
@@ -24,6 +21,8 @@ rule evaluate_session:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        split="test",
     script:
         "../scripts/evaluate_session.py"
 
@@ -33,10 +32,6 @@ rule fit_rrr_baseline:
         stores=lambda wc: expand("results/binned/{eid}.zarr", eid=usable_sessions("pretrain")),
     output:
         model="results/baselines/rrr.pt",
-    params:
-        rank=config["baselines"]["rrr_rank"],
-        epochs=config["baselines"]["rrr_epochs"],
-        seed=config["training"]["seed"],
     log:
         "logs/fit_rrr_baseline.log",
     benchmark:
@@ -47,6 +42,10 @@ rule fit_rrr_baseline:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        rank=config["baselines"]["rrr_rank"],
+        epochs=config["baselines"]["rrr_epochs"],
+        seed=config["training"]["seed"],
     script:
         "../scripts/fit_rrr_baseline.py"
 
@@ -55,17 +54,37 @@ rule summarize_evaluation:
     input:
         metrics=lambda wc: expand("results/evaluation/{eid}/metrics.json", eid=usable_sessions("heldout")),
     output:
-        table=report("results/tables/metrics.tsv", caption="../report/metrics_table.rst", category="Tables", labels={"table": "per session (TSV)"}),
-        summary=report("results/tables/summary.tsv", caption="../report/summary_table.rst", category="Tables", labels={"table": "summary (TSV)"}),
-        gain=report("results/tables/pretraining_gain.tsv", caption="../report/pretraining_gain_table.rst", category="Tables", labels={"table": "pretraining gain (TSV)"}),
-        markdown=report("results/summary.md", caption="../report/summary_table.rst", category="Tables", labels={"table": "summary (Markdown)"}),
+        table=report(
+            "results/tables/metrics.tsv",
+            caption="../report/metrics_table.rst",
+            category="Tables",
+            labels={"table": "per session (TSV)"},
+        ),
+        summary=report(
+            "results/tables/summary.tsv",
+            caption="../report/summary_table.rst",
+            category="Tables",
+            labels={"table": "summary (TSV)"},
+        ),
+        gain=report(
+            "results/tables/pretraining_gain.tsv",
+            caption="../report/pretraining_gain_table.rst",
+            category="Tables",
+            labels={"table": "pretraining gain (TSV)"},
+        ),
+        markdown=report(
+            "results/summary.md",
+            caption="../report/summary_table.rst",
+            category="Tables",
+            labels={"table": "summary (Markdown)"},
+        ),
     log:
         "logs/summarize_evaluation.log",
     benchmark:
         "benchmarks/summarize_evaluation.tsv"
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=2000,
@@ -80,9 +99,6 @@ rule probe_regions:
     output:
         probe="results/probing/{target}/probe.json",
         embeddings=directory("results/probing/{target}/embeddings.zarr"),
-    params:
-        sessions=lambda wc: get_probe_input(wc, keyed=True),  # eid -> model, eid -> store
-        seed=config["training"]["seed"],
     log:
         "logs/probe_regions/{target}.log",
     benchmark:
@@ -93,5 +109,8 @@ rule probe_regions:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        sessions=lambda wc: get_probe_input(wc, keyed=True),  # eid -> model, eid -> store
+        seed=config["training"]["seed"],
     script:
         "../scripts/probe_regions.py"

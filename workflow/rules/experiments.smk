@@ -17,16 +17,16 @@ use rule pretrain_model as exp_pretrain with:
         model=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/model.pt",
         history=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/history.jsonl",
         summary=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/summary.json",
+    log:
+        f"logs/experiments/{{experiment}}/{{variant}}/pretrain.log",
+    benchmark:
+        f"benchmarks/experiments/{{experiment}}/{{variant}}/pretrain.tsv"
     params:
         stage=vocab.PRETRAIN.name,
         model=lambda wc: exp_settings(wc, vocab.PRETRAIN.name)[0],
         training=lambda wc: exp_settings(wc, vocab.PRETRAIN.name)[1],
         variant=exp_variant,
         out_dir=subpath(output.model, parent=True),
-    log:
-        f"logs/experiments/{{experiment}}/{{variant}}/pretrain.log",
-    benchmark:
-        f"benchmarks/experiments/{{experiment}}/{{variant}}/pretrain.tsv"
 
 
 use rule train_model as exp_train with:
@@ -36,16 +36,16 @@ use rule train_model as exp_train with:
         model=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/{{eid}}/model.pt",
         history=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/{{eid}}/history.jsonl",
         summary=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/{{eid}}/summary.json",
+    log:
+        f"logs/experiments/{{experiment}}/{{variant}}/{{stage}}/{{eid}}.log",
+    benchmark:
+        f"benchmarks/experiments/{{experiment}}/{{variant}}/{{stage}}/{{eid}}.tsv"
     params:
         stage=lambda wc: wc.stage,
         model=lambda wc: exp_settings(wc)[0],
         training=lambda wc: exp_settings(wc)[1],
         variant=exp_variant,
         out_dir=subpath(output.model, parent=True),
-    log:
-        f"logs/experiments/{{experiment}}/{{variant}}/{{stage}}/{{eid}}.log",
-    benchmark:
-        f"benchmarks/experiments/{{experiment}}/{{variant}}/{{stage}}/{{eid}}.tsv"
 
 
 rule exp_evaluate:
@@ -54,9 +54,6 @@ rule exp_evaluate:
         models=lambda wc: list(exp_models(wc).values()),
     output:
         metrics=f"{EXP_DIR}/{{experiment}}/{{variant}}/evaluation/{{eid}}.json",
-    params:
-        models=exp_models,
-        split=exp_split,
     log:
         f"logs/experiments/{{experiment}}/{{variant}}/evaluate/{{eid}}.log",
     conda:
@@ -65,6 +62,9 @@ rule exp_evaluate:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        models=exp_models,
+        split=exp_split,
     script:
         "../scripts/exp_evaluate.py"
 
@@ -74,19 +74,19 @@ rule exp_select:
         unpack(lambda wc: exp_evaluations(wc.experiment, exp_candidates(wc.experiment))),
     output:
         best=f"{EXP_DIR}/{{experiment}}/best.json",
-    params:
-        candidates=lambda wc: {v.name: v.overrides for v in exp_candidates(wc.experiment)},
     log:
         "logs/experiments/{experiment}/select.log",
     wildcard_constraints:
         experiment="|".join(e.name for e in EXPERIMENTS.values() if e.selects_best),
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        candidates=lambda wc: {v.name: v.overrides for v in exp_candidates(wc.experiment)},
     script:
         "../scripts/exp_select.py"
 
@@ -104,17 +104,17 @@ rule exp_summarize:
             labels={"experiment": "{experiment}"},
         ),
         figure_svg="results/figures/experiment_{experiment}.svg",
-    params:
-        variants=lambda wc: [v.name for v in exp_variants(wc.experiment)],
     log:
         "logs/experiments/{experiment}/summarize.log",
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        variants=lambda wc: [v.name for v in exp_variants(wc.experiment)],
     script:
         "../scripts/exp_summarize.py"
 
@@ -127,9 +127,9 @@ rule table1_tables:
         md=report(f"{EXP_DIR}/table1.md", caption="../report/table1.rst", category="Experiments"),
     log:
         "logs/experiments/table1.log",
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=1000,

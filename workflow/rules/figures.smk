@@ -4,7 +4,6 @@
 from neds.vocab import FINETUNE, NEDS_FINETUNED, NEDS_SCRATCH, PRETRAIN
 
 
-
 rule plot_methods:
     input:
         metrics="results/tables/metrics.tsv",
@@ -27,9 +26,9 @@ rule plot_methods:
         "logs/plot_methods.log",
     benchmark:
         "benchmarks/plot_methods.tsv"
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=1000,
@@ -50,20 +49,20 @@ rule plot_pretraining_gain:
             labels={"figure": "pretraining gain"},
         ),
         svg="results/figures/pretraining_gain.svg",
-    params:
-        pretrained=NEDS_FINETUNED,
-        scratch=NEDS_SCRATCH,
     log:
         "logs/plot_pretraining_gain.log",
     benchmark:
         "benchmarks/plot_pretraining_gain.tsv"
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        pretrained=NEDS_FINETUNED,
+        scratch=NEDS_SCRATCH,
     script:
         "../scripts/plot_pretraining_gain.py"
 
@@ -80,21 +79,21 @@ rule plot_examples:
             labels={"figure": "examples", "session": "{eid}"},
         ),
         svg="results/figures/examples_{eid}.svg",
-    params:
-        method=NEDS_FINETUNED,
-        n_trials=3,
-        smooth_bins=2.0,
     log:
         "logs/plot_examples/{eid}.log",
     benchmark:
         "benchmarks/plot_examples/{eid}.tsv"
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        method=NEDS_FINETUNED,
+        n_trials=3,
+        smooth_bins=2.0,
     script:
         "../scripts/plot_examples.py"
 
@@ -111,21 +110,21 @@ rule plot_probing:
             labels={"figure": "probing", "model": "{target}"},
         ),
         svg="results/figures/probing_{target}.svg",
-    wildcard_constraints:
-        target=f"{PRETRAIN.name}|{FINETUNE.name}",
-    params:
-        feature_set="both",
     log:
         "logs/plot_probing/{target}.log",
     benchmark:
         "benchmarks/plot_probing/{target}.tsv"
+    wildcard_constraints:
+        target=f"{PRETRAIN.name}|{FINETUNE.name}",
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        feature_set="both",
     script:
         "../scripts/plot_probing.py"
 
@@ -145,9 +144,9 @@ rule plot_training_curves:
         "logs/plot_training_curves.log",
     benchmark:
         "benchmarks/plot_training_curves.tsv"
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=1000,
@@ -171,9 +170,9 @@ rule render_summary:
         "logs/render_summary.log",
     benchmark:
         "benchmarks/render_summary.tsv"
+    localrule: True
     conda:
         "../envs/neds.yaml"
-    localrule: True
     threads: 1
     resources:
         mem_mb=1000,

@@ -13,23 +13,23 @@ rule pretrain_model:
         model="results/models/pretrain/model.pt",
         history="results/models/pretrain/history.jsonl",
         summary="results/models/pretrain/summary.json",
-    params:
-        stage=vocab.PRETRAIN.name,
-        model=model_settings(vocab.PRETRAIN.name),
-        training=train_settings(vocab.PRETRAIN.name),
-        out_dir=subpath(output.model, parent=True),
     log:
         "logs/pretrain_model.log",
     benchmark:
         "benchmarks/pretrain_model.tsv"
+    priority: 10  # on the critical path (pretrain -> fine-tune -> evaluate): start it first
     conda:
         "../envs/neds.yaml"
-    priority: 10  # on the critical path (pretrain -> fine-tune -> evaluate): start it first
     threads: config["training"]["threads"]
     resources:
         mem_mb=8000,
         runtime=60 * 24,
         gpu=config["training"]["pretrain_gpus"],
+    params:
+        stage=vocab.PRETRAIN.name,
+        model=model_settings(vocab.PRETRAIN.name),
+        training=train_settings(vocab.PRETRAIN.name),
+        out_dir=subpath(output.model, parent=True),
     script:
         "../scripts/train_model.py"
 
@@ -41,11 +41,6 @@ rule train_model:
         model="results/models/{stage}/{eid}/model.pt",
         history="results/models/{stage}/{eid}/history.jsonl",
         summary="results/models/{stage}/{eid}/summary.json",
-    params:
-        stage=lambda wc: wc.stage,
-        model=lambda wc: model_settings(wc.stage),
-        training=lambda wc: train_settings(wc.stage),
-        out_dir=subpath(output.model, parent=True),
     log:
         "logs/train_model/{stage}/{eid}.log",
     benchmark:
@@ -57,5 +52,10 @@ rule train_model:
         mem_mb=4000,
         runtime=60 * 4,
         gpu=config["training"]["gpus"],
+    params:
+        stage=lambda wc: wc.stage,
+        model=lambda wc: model_settings(wc.stage),
+        training=lambda wc: train_settings(wc.stage),
+        out_dir=subpath(output.model, parent=True),
     script:
         "../scripts/train_model.py"

@@ -19,4 +19,4 @@ def main(snakemake):
     )
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

@@ -28,8 +28,17 @@ def main(pred_dir: str, gt_dir: str, out: str) -> None:
             else:
                 label, task, recording, seed = key
             for metric, value in metrics.items():
-                rows.append({"suite": suite, "label": label, "task": task, "recording_id": recording,
-                             "seed": seed, "metric": metric, "value": value})  # fmt: skip
+                rows.append(
+                    {
+                        "suite": suite,
+                        "label": label,
+                        "task": task,
+                        "recording_id": recording,
+                        "seed": seed,
+                        "metric": metric,
+                        "value": value,
+                    }
+                )
     if not rows:
         sys.exit(f"no prediction under {pred_dir} could be scored against {gt_dir}")
     with open(out, "w", newline="") as f:

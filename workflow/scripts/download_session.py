@@ -11,4 +11,4 @@ def main(snakemake):
     run_download_session(snakemake.wildcards.eid, settings, snakemake.output.json)
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

@@ -21,4 +21,4 @@ def main(snakemake):
     )
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

@@ -2,7 +2,7 @@
 
 from neds.logs import log_to_file
 
-log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
+log_to_file(snakemake.log[0])
 
 from neds.stages import run_score_models  # noqa: E402
 
@@ -18,4 +18,4 @@ def main(snakemake):
     )
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

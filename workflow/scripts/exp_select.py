@@ -3,7 +3,7 @@ with the best mean validation score -> results/experiments/<experiment>/best.jso
 
 from neds.logs import log_to_file
 
-log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
+log_to_file(snakemake.log[0])
 
 import json  # noqa: E402
 
@@ -19,4 +19,4 @@ def main(snakemake):
     print(f"best of {snakemake.wildcards.experiment}: {best['variant']} (validation score {best['val_score']:.3f})")
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

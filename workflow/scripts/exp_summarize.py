@@ -2,7 +2,7 @@
 
 from neds.logs import log_to_file
 
-log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
+log_to_file(snakemake.log[0])
 
 from neds.plots import plot_experiment, save_figure  # noqa: E402
 from neds.stages import run_summarize_experiment  # noqa: E402
@@ -15,4 +15,4 @@ def main(snakemake):
     save_figure(fig, snakemake.output.figure, snakemake.output.figure_svg)
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

@@ -9,8 +9,13 @@ from neds.stages import run_fit_rrr
 def main(snakemake):
     log_to_file(snakemake.log[0])
     torch.set_num_threads(snakemake.threads)
-    run_fit_rrr(snakemake.input.stores, snakemake.output.model, rank=snakemake.params.rank,
-                epochs=snakemake.params.epochs, seed=snakemake.params.seed)
+    run_fit_rrr(
+        snakemake.input.stores,
+        snakemake.output.model,
+        rank=snakemake.params.rank,
+        epochs=snakemake.params.epochs,
+        seed=snakemake.params.seed,
+    )
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from neds.logs import log_to_file
 
-log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
+log_to_file(snakemake.log[0])
 
 from neds.plots import plot_examples, save_figure  # noqa: E402
 
@@ -19,4 +19,4 @@ def main(snakemake):
     save_figure(fig, snakemake.output.png, snakemake.output.svg)
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

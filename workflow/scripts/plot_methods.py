@@ -2,14 +2,18 @@
 
 from neds.logs import log_to_file
 
-log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
+log_to_file(snakemake.log[0])
 
-from neds.plots import plot_methods_encoding, plot_methods_decoding, save_figure  # noqa: E402
+from neds.plots import plot_methods_decoding, plot_methods_encoding, save_figure  # noqa: E402
 
 
 def main(snakemake):
-    save_figure(plot_methods_encoding(snakemake.input.metrics), snakemake.output.encoding, snakemake.output.encoding_svg)
-    save_figure(plot_methods_decoding(snakemake.input.metrics), snakemake.output.decoding, snakemake.output.decoding_svg)
+    save_figure(
+        plot_methods_encoding(snakemake.input.metrics), snakemake.output.encoding, snakemake.output.encoding_svg
+    )
+    save_figure(
+        plot_methods_decoding(snakemake.input.metrics), snakemake.output.decoding, snakemake.output.decoding_svg
+    )
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

@@ -2,7 +2,7 @@
 
 from neds.logs import log_to_file
 
-log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
+log_to_file(snakemake.log[0])
 
 from neds.plots import plot_training_curves, save_figure  # noqa: E402
 from neds.vocab import STAGES  # noqa: E402
@@ -16,4 +16,4 @@ def main(snakemake):
     save_figure(plot_training_curves(runs), snakemake.output.png, snakemake.output.svg)
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

@@ -2,7 +2,7 @@
 
 from neds.logs import log_to_file
 
-log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
+log_to_file(snakemake.log[0])
 
 from neds.evaluate.tables import summary_html  # noqa: E402
 from neds.io.files import atomic_write  # noqa: E402
@@ -12,4 +12,4 @@ def main(snakemake):
     atomic_write(snakemake.output.html, summary_html(snakemake.input.summary, snakemake.input.gain))
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

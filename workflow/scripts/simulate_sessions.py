@@ -21,4 +21,4 @@ def main(snakemake):
     print(manifest.to_string())
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

@@ -13,4 +13,4 @@ def main(snakemake):
     print(f"{n_ok} of {len(table)} sessions usable; reasons for the others are in {snakemake.output.tsv}")
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

@@ -2,7 +2,7 @@
 
 from neds.logs import log_to_file
 
-log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
+log_to_file(snakemake.log[0])
 
 from neds.stages import run_table1  # noqa: E402
 
@@ -11,4 +11,4 @@ def main(snakemake):
     run_table1(snakemake.input.metrics, snakemake.output.tsv, snakemake.output.md)
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)

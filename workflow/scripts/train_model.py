@@ -12,7 +12,7 @@ when it has more than one.
 
 from neds.logs import log_to_file
 
-log_to_file(snakemake.log[0])  # noqa: F821 (first, so that import errors reach the log)
+log_to_file(snakemake.log[0])
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -48,4 +48,4 @@ def main(snakemake):
     )
 
 
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+main(snakemake)
