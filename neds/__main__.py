@@ -120,7 +120,7 @@ def _train(args, config: dict) -> None:
     stage = vocab.stage(args.stage)
     settings = train_settings(config, stage.name)
     if not stage.per_session:
-        eids = usable.loc[usable["role"] == "pretrain", "eid"].tolist()
+        eids = usable.loc[usable["role"] == vocab.PRETRAIN_ROLE, "eid"].tolist()
         out, pretrained = models / stage.name, None
     else:
         if args.eid is None or args.eid not in set(usable["eid"]):

@@ -9,6 +9,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from neds.vocab import HELDOUT_ROLE, PRETRAIN_ROLE, ROLES
+
 __all__ = [
     "EID_PATTERN",
     "ConfigError",
@@ -94,14 +96,14 @@ def check_no_shared_subjects(sessions: list[dict]) -> None:
     by_subject: dict[str, dict[str, list[str]]] = {}
     for s in sessions:
         subject = str(s.get("subject") or "").strip()
-        if subject and subject.lower() != "nan" and s.get("role") in ("pretrain", "heldout"):
-            by_subject.setdefault(subject, {"pretrain": [], "heldout": []})[s["role"]].append(str(s["eid"]))
-    shared = {k: v for k, v in sorted(by_subject.items()) if v["pretrain"] and v["heldout"]}
+        if subject and subject.lower() != "nan" and s.get("role") in ROLES:
+            by_subject.setdefault(subject, {role: [] for role in ROLES})[s["role"]].append(str(s["eid"]))
+    shared = {k: v for k, v in sorted(by_subject.items()) if v[PRETRAIN_ROLE] and v[HELDOUT_ROLE]}
     if shared:
         subject, roles = next(iter(shared.items()))
         raise ConfigError(
             f"{len(shared)} animal(s) are both held out and pretrained on: subject {subject} recorded held-out "
-            f"session {roles['heldout'][0]} and pretraining session {roles['pretrain'][0]}"
+            f"session {roles[HELDOUT_ROLE][0]} and pretraining session {roles[PRETRAIN_ROLE][0]}"
             + (f" (also {', '.join(list(shared)[1:4])})" if len(shared) > 1 else "")
             + "; a held-out animal must never be seen in pretraining: remove its sessions from data.pretrain_eids "
             "(or the session from data.heldout_eids)"

@@ -21,7 +21,7 @@ from neds.io.files import atomic_write, write_json
 from neds.io.ibl import OneSettings, connect, download_session, load_session, one_line
 from neds.io.store import SESSION_COLUMNS, write_table, write_unusable, write_zarr
 from neds.logs import log_to_file
-from neds.vocab import LINEAR, ORACLE, RRR
+from neds.vocab import HELDOUT_ROLE, LINEAR, ORACLE, RRR
 
 __all__ = [
     "run_bin_session",
@@ -183,7 +183,7 @@ def usable_eids(sessions_tsv: str | Path, role: str) -> list[str]:
     usable = mine.loc[mine["usable"].astype(str).str.lower() == "true", "eid"].tolist()
     if not usable:
         listed = "; ".join(f"{r.eid}: {r.reason}" for r in mine.itertuples()) or "none listed"
-        what = "held-out" if role == "heldout" else "pretraining"
+        what = "held-out" if role == HELDOUT_ROLE else "pretraining"
         raise ValueError(
             f"no usable {what} session in {sessions_tsv} ({listed}); the run cannot continue: list "
             f"{what} sessions that have the required datasets (data.{role}_eids, or the simulation's "

@@ -63,6 +63,9 @@ __all__ = [
     "METRIC_LABELS",
     "SPLITS",
     "ROLES",
+    "PRETRAIN_ROLE",
+    "HELDOUT_ROLE",
+    "PROBE_TARGETS",
 ]
 
 # ------------------------------------------------------------------------------------ modes
@@ -191,7 +194,9 @@ MODE_SCHEMES = {MULTIMODAL_MODE: MASKING_SCHEMES, ENCODING_MODE: ("neural",), DE
 """The masking schemes each model mode trains with (unless ``training.<stage>.schemes`` says otherwise)."""
 
 SPLITS = ("train", "val", "test")
-ROLES = ("pretrain", "heldout")
+PRETRAIN_ROLE = "pretrain"
+HELDOUT_ROLE = "heldout"
+ROLES = (PRETRAIN_ROLE, HELDOUT_ROLE)
 """What a session is for: pretraining, or a held-out animal to fine-tune and evaluate on."""
 
 
@@ -217,6 +222,9 @@ REGIONS: dict[str, Region] = {
 }
 """The five regions of the IBL repeated site that region probing predicts (the paper, section 5)."""
 REGION_NAMES = tuple(REGIONS)
+PROBE_TARGETS = (PRETRAIN.name, FINETUNE.name)
+"""The stages whose models' unit embeddings are probed: the pretrained model (pretraining
+sessions) and the fine-tuned models (held-out sessions)."""
 
 # ------------------------------------------------------------------------------------ metrics
 ENCODING_METRICS = ("bps_unit_mean", "bps_pooled", "deviance_explained", "single_trial_r2", "psth_r2")

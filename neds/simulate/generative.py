@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import signal, special
 
+from neds.vocab import HELDOUT_ROLE, PRETRAIN_ROLE
+
 __all__ = [
     "SIM_REGIONS",
     "REGION_TEMPLATES",
@@ -446,7 +448,7 @@ def session_eids(seed: int, n_sessions: int) -> list[str]:
 
 def session_role(config: SimulationConfig, index: int) -> str:
     """'pretrain' for indices below ``n_pretrain_sessions``, else 'heldout'."""
-    return "pretrain" if index < config.n_pretrain_sessions else "heldout"
+    return PRETRAIN_ROLE if index < config.n_pretrain_sessions else HELDOUT_ROLE
 
 
 def window_edges(window_s: tuple[float, float], bin_size_s: float) -> np.ndarray:

@@ -5,7 +5,7 @@ from neds.config import session_lists, validate_config
 from neds.config import model_settings as neds_model_settings
 from neds.config import train_settings as neds_train_settings
 from neds import vocab
-from neds.vocab import HELDOUT_STAGES, STAGES
+from neds.vocab import HELDOUT_ROLE, HELDOUT_STAGES, PRETRAIN_ROLE, PROBE_TARGETS, STAGES
 from neds.experiments import EXPERIMENTS
 from neds.stages import usable_eids
 
@@ -13,7 +13,7 @@ validate_config(config)  # the package's schema and validator, as on the command
 
 PRETRAIN_EIDS, HELDOUT_EIDS = session_lists(config)  # raises on held-out/pretrain leakage
 ALL_EIDS = PRETRAIN_EIDS + HELDOUT_EIDS
-ROLES = {**{e: "pretrain" for e in PRETRAIN_EIDS}, **{e: "heldout" for e in HELDOUT_EIDS}}
+ROLES = {**{e: PRETRAIN_ROLE for e in PRETRAIN_EIDS}, **{e: HELDOUT_ROLE for e in HELDOUT_EIDS}}
 SIMULATED = config["data"]["source"] == "simulated"
 REMOTE = config["data"]["one"]["mode"] == "remote"
 SIM_DIR = config["simulation"]["output_dir"]
@@ -64,7 +64,7 @@ def usable_sessions(role):
     checkpoint, or, with data.require_all_usable, every listed eid (a static DAG). With none
     usable the run stops as soon as the checkpoint is read, with every session's reason."""
     if config["data"]["require_all_usable"]:
-        return PRETRAIN_EIDS if role == "pretrain" else HELDOUT_EIDS
+        return PRETRAIN_EIDS if role == PRETRAIN_ROLE else HELDOUT_EIDS
     return usable_eids(checkpoints.summarize_sessions.get().output.tsv, role)
 
 
@@ -78,7 +78,7 @@ def get_probe_input(wildcards, keyed=False):
         its sessions)
     """
     pretrain = wildcards.target == vocab.PRETRAIN.name
-    eids = usable_sessions("pretrain" if pretrain else "heldout")
+    eids = usable_sessions(PRETRAIN_ROLE if pretrain else HELDOUT_ROLE)
     models = {
         e: "results/models/pretrain/model.pt" if pretrain else f"results/models/{wildcards.target}/{e}/model.pt"
         for e in eids
@@ -101,7 +101,7 @@ def get_final_outputs(wildcards):
         "results/binned/sessions.tsv",
         *expand("results/binned/{eid}.zarr", eid=ALL_EIDS),
         "results/models/pretrain/summary.json",
-        *expand("results/models/{kind}/{eid}/summary.json", kind=MODEL_KINDS, eid=usable_sessions("heldout")),
+        *expand("results/models/{kind}/{eid}/summary.json", kind=MODEL_KINDS, eid=usable_sessions(HELDOUT_ROLE)),
         "results/tables/metrics.tsv",
         "results/summary.md",
         *expand("results/probing/{target}/probe.json", target=PROBE_TARGETS),
@@ -110,7 +110,7 @@ def get_final_outputs(wildcards):
             name=("methods_encoding", "methods_decoding", "pretraining_gain", "training_curves"),
             ext=("png", "svg"),
         ),
-        *expand("results/figures/examples_{eid}.{ext}", eid=usable_sessions("heldout"), ext=("png", "svg")),
+        *expand("results/figures/examples_{eid}.{ext}", eid=usable_sessions(HELDOUT_ROLE), ext=("png", "svg")),
         *expand("results/figures/probing_{target}.{ext}", target=PROBE_TARGETS, ext=("png", "svg")),
         "results/tables/summary.html",
     ]
@@ -123,7 +123,7 @@ EXP_DIR = "results/experiments"
 
 
 def n_usable_pretrain():
-    return len(usable_sessions("pretrain"))
+    return len(usable_sessions(PRETRAIN_ROLE))
 
 
 def exp_variants(experiment):
@@ -159,7 +159,7 @@ def exp_best(wc):
 def exp_pretrain_input(wc):
     """A variant's own pretraining: the first pretrain_sessions usable pretraining stores (all by default)."""
     k = exp_variant(wc).pretrain_sessions
-    eids = usable_sessions("pretrain")
+    eids = usable_sessions(PRETRAIN_ROLE)
     return {"stores": expand("results/binned/{eid}.zarr", eid=eids[:k] if k else eids), **exp_best(wc)}
 
 
@@ -189,7 +189,7 @@ def exp_split(wc):
 def exp_evaluations(experiment, variants=None):
     """{variant name: its per-session evaluation files} of the given variants (default: all)."""
     return {
-        v.name: expand(f"{EXP_DIR}/{experiment}/{v.name}/evaluation/{{eid}}.json", eid=usable_sessions("heldout"))
+        v.name: expand(f"{EXP_DIR}/{experiment}/{v.name}/evaluation/{{eid}}.json", eid=usable_sessions(HELDOUT_ROLE))
         for v in (exp_variants(experiment) if variants is None else variants)
     }
 
@@ -220,7 +220,7 @@ def training_histories(wildcards):
         s: (
             f"results/models/{s}/history.jsonl"
             if not STAGES[s].per_session
-            else expand(f"results/models/{s}/{{eid}}/history.jsonl", eid=usable_sessions("heldout"))
+            else expand(f"results/models/{s}/{{eid}}/history.jsonl", eid=usable_sessions(HELDOUT_ROLE))
         )
         for s in STAGES
     }
@@ -228,7 +228,7 @@ def training_histories(wildcards):
 
 def bwb_sessions(wildcards):
     """Each usable held-out session's binned store and predictions folder, by eid."""
-    eids = usable_sessions("heldout")
+    eids = usable_sessions(HELDOUT_ROLE)
     return {
         "stores": {e: f"results/binned/{e}.zarr" for e in eids},
         "predictions": {e: f"results/evaluation/{e}/predictions" for e in eids},

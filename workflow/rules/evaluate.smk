@@ -29,7 +29,7 @@ rule evaluate_session:
 
 rule fit_rrr_baseline:
     input:
-        stores=lambda wc: expand("results/binned/{eid}.zarr", eid=usable_sessions("pretrain")),
+        stores=lambda wc: expand("results/binned/{eid}.zarr", eid=usable_sessions(PRETRAIN_ROLE)),
     output:
         model="results/baselines/rrr.pt",
     log:
@@ -52,7 +52,7 @@ rule fit_rrr_baseline:
 
 rule summarize_evaluation:
     input:
-        metrics=lambda wc: expand("results/evaluation/{eid}/metrics.json", eid=usable_sessions("heldout")),
+        metrics=lambda wc: expand("results/evaluation/{eid}/metrics.json", eid=usable_sessions(HELDOUT_ROLE)),
     output:
         table=report(
             "results/tables/metrics.tsv",

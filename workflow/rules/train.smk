@@ -8,7 +8,7 @@
 rule pretrain_model:
     input:
         sessions="results/binned/sessions.tsv",
-        stores=lambda wc: expand("results/binned/{eid}.zarr", eid=usable_sessions("pretrain")),
+        stores=lambda wc: expand("results/binned/{eid}.zarr", eid=usable_sessions(PRETRAIN_ROLE)),
     output:
         model="results/models/pretrain/model.pt",
         history="results/models/pretrain/history.jsonl",
