@@ -37,7 +37,6 @@ __all__ = [
     "run_score_models",
     "run_summarize_experiment",
     "run_table1",
-    "run_bwb_export",
     "log_to_file",
 ]
 
@@ -487,30 +486,3 @@ def run_table1(metrics_tsv: str | Path, out_tsv: str | Path, out_md: str | Path)
     write_table(table, out_tsv)
     atomic_write(out_md, table1_markdown(table))
     return table
-
-
-def run_bwb_export(
-    stores: Mapping[str, str | Path],
-    predictions: Mapping[str, str | Path],
-    embeddings: str | Path | None,
-    out_dir: str | Path,
-    label: str,
-    seed: int,
-    method: str,
-    rates_method: str,
-    probe_features: str = "output",
-) -> dict:
-    """Predictions of one method in the IBL BrainWideBench submission layout
-    (:func:`neds.io.bwb.export_submission`).
-
-    stores : eid -> held-out binned store; predictions : eid -> the evaluation's predictions
-        folder of that session (the same eids)
-    embeddings : the held-out probing run's embeddings store (TS3), or None
-    Writes ``<out_dir>/predictions/``, ``<out_dir>/ground_truth/`` and ``<out_dir>/manifest.json``
-    (the files, and any task left out with its reason).
-    """
-    from neds.io.bwb import export_submission
-
-    return export_submission(
-        stores, predictions, embeddings, out_dir, label, seed, method, rates_method, probe_features
-    )

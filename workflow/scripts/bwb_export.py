@@ -1,13 +1,13 @@
 """bwb_export: the held-out predictions in the IBL BrainWideBench submission layout (neds.io.bwb)."""
 
+from neds.io.bwb import export_submission
 from neds.logs import log_to_file
-from neds.stages import run_bwb_export
 
 
 def main(snakemake):
     log_to_file(snakemake.log[0])
     p = snakemake.params
-    run_bwb_export(
+    export_submission(
         p.stores,
         p.predictions,
         snakemake.input.embeddings,
