@@ -375,3 +375,11 @@ def test_regions_differ_in_rates_and_stimulus_responses(long_session):
     assert by_region["LP"][1] > by_region["CA1"][1] + 0.1 and by_region["VISa"][1] > by_region["DG"][1] + 0.1
     # trial-averaged rates are realistic: most units between 1 and 30 Hz
     assert np.mean((rate > 1) & (rate < 30)) > 0.75
+
+
+def test_simulated_regions_are_the_probed_regions():
+    """The simulator's anatomy is keyed by region name; its regions are the vocabulary's."""
+    from neds.simulate.generative import SIM_REGIONS
+    from neds.vocab import REGION_NAMES
+
+    assert sorted(SIM_REGIONS) == sorted(REGION_NAMES)
