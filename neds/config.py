@@ -145,19 +145,8 @@ def schema() -> dict:
     return copy.deepcopy(_schema())
 
 
-def _resolve(node: dict) -> dict:
-    """A schema node with a local ``$ref`` merged in (the node's own keys win)."""
-    ref = node.get("$ref")
-    if ref is None:
-        return node
-    target: Any = _schema()
-    for part in ref.removeprefix("#/").split("/"):
-        target = target[part]
-    return {**_resolve(target), **{k: v for k, v in node.items() if k != "$ref"}}
-
-
 def schema_defaults(*path: str) -> dict[str, Any]:
-    """The defaults of one object of the schema, filled in as validation fills them.
+    """The defaults of one object of the schema, filled in by the validator that fills a config.
 
     path : property names from the top (``"model"``, ``"training"``) or, starting with
         ``"definitions"``, a shared definition (``"definitions", "stage_settings"``)
@@ -166,27 +155,20 @@ def schema_defaults(*path: str) -> dict[str, Any]:
     :class:`neds.train.TrainConfig`) take their defaults from here, so they cannot disagree with
     the schema.
     """
+    where = ".".join(path) or "the top level"
     node: dict = _schema()
     if path and path[0] == "definitions":
-        node, path = node["definitions"], path[1:]
-        node = node[path[0]]
-        path = path[1:]
+        node, path = node["definitions"][path[1]], path[2:]
     for key in path:
-        node = _resolve(node)["properties"][key]
-    node = _resolve(node)
-    return _fill({}, node)
+        node = node["properties"][key]
+    defaults: dict[str, Any] = {}
+    errors = list(_validator_with_defaults().evolve(schema=node).iter_errors(defaults))
+    if errors:  # the schema's own defaults break its rules
+        raise ConfigError(f"the schema's defaults of {where} are invalid: {errors[0].message}")
+    return defaults
 
 
-def _fill(instance: dict, node: dict) -> dict:
-    for key, sub in _resolve(node).get("properties", {}).items():
-        sub = _resolve(sub)
-        if key not in instance and "default" in sub:
-            instance[key] = copy.deepcopy(sub["default"])
-        if isinstance(instance.get(key), dict) and "properties" in sub:
-            _fill(instance[key], sub)
-    return instance
-
-
+@lru_cache(maxsize=1)
 def _validator_with_defaults():
     """A JSON-schema validator that fills each missing key with its default before validating it,
     also inside ``$ref`` definitions (as ``snakemake.utils.validate(..., set_default=True)`` does)."""
