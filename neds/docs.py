@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from neds.evaluate.tables import format_mean_sem
+from neds.evaluate.tables import format_mean_sem, markdown_table
 from neds.experiments import EXPERIMENTS
 from neds.vocab import (
     BEHAVIOURS,
@@ -153,12 +153,6 @@ def _cell(row: dict[str, str], metric: str) -> str:
     return _fmt(row.get(f"{metric}_mean"), row.get(f"{metric}_sem"))
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return lines
-
-
 def _demote(markdown: str, drop_title: bool = True) -> list[str]:
     """A generated Markdown file's lines, its first-level title dropped and its headings moved
     down two levels, so that it sits inside a section of the page."""
@@ -175,9 +169,8 @@ def _metric_columns(rows: list[dict[str, str]], metrics: Sequence[str]) -> list[
 
 
 def _selects_best(name: str) -> bool:
-    return bool(
-        getattr(EXPERIMENTS.get(name) if isinstance(EXPERIMENTS, dict) else None, "selects_best", name == "sweep")
-    )
+    """Whether the experiment target ``name`` writes a best.json (``table1`` is no registry entry)."""
+    return name in EXPERIMENTS and EXPERIMENTS[name].selects_best
 
 
 def experiment_tables(results_dir: str | Path = "results", existing: bool = False) -> list[str]:
@@ -242,7 +235,7 @@ def _default_run(results: Path, missing: list[str]) -> list[str]:
             "[method.md](method.md#metric-conventions)).",
             "",
         ]
-        out += _table(
+        out += markdown_table(
             ["method", "sessions", *head],
             ([r["method"], r.get("n_sessions", "")] + [_cell(r, c) for c in head] for r in rows),
         )
@@ -265,7 +258,7 @@ def _default_run(results: Path, missing: list[str]) -> list[str]:
                 "`bps_from_<behaviour>`: encoding from that behaviour alone (the paper's Table 1).",
                 "",
             ]
-            out += _table(
+            out += markdown_table(
                 ["method", "sessions", *cols],
                 ([r["method"], r.get("n_sessions", "")] + [_cell(r, c) for c in cols] for r in rows),
             )
@@ -288,7 +281,7 @@ def _default_run(results: Path, missing: list[str]) -> list[str]:
                 "their means over the sessions where both were scored (`results/tables/pretraining_gain.tsv`).",
                 "",
             ]
-            out += _table(
+            out += markdown_table(
                 ["metric", ft, sc, "gain (%)", "sessions"],
                 (
                     [
@@ -346,9 +339,13 @@ def _probing(results: Path, missing: list[str]) -> list[str]:
         if left_out:
             out += [f"- {label}: regions left out: " + "; ".join(f"{r} ({why})" for r, why in left_out.items()), ""]
     if acc_rows:
-        out += ["Accuracy:", ""] + _table(["units of", "units", "chance", *(n for _, n in _FEATURES)], acc_rows) + [""]
+        out += (
+            ["Accuracy:", ""]
+            + markdown_table(["units of", "units", "chance", *(n for _, n in _FEATURES)], acc_rows)
+            + [""]
+        )
         out += ["Balanced accuracy (chance: 1 / number of regions):", ""]
-        out += _table(["units of", "units", *(n for _, n in _FEATURES)], bacc_rows) + [""]
+        out += markdown_table(["units of", "units", *(n for _, n in _FEATURES)], bacc_rows) + [""]
     return out
 
 
@@ -388,7 +385,7 @@ def _experiment(results: Path, name: str, link: str, missing: list[str]) -> list
             "settings on the test trials.",
             "",
         ]
-    out += _table(
+    out += markdown_table(
         ["variant", "method", "sessions", *cols],
         (
             [r.get("variant", ""), r.get("method", ""), r.get("n_sessions", "")]

@@ -28,6 +28,7 @@ from neds.vocab import (
 __all__ = [
     "mean_sem",
     "format_mean_sem",
+    "markdown_table",
     "collect_rows",
     "summarize",
     "pretraining_gain",
@@ -73,6 +74,15 @@ def format_mean_sem(mean: float, sem: float, digits: int = 3) -> str:
     if np.isnan(mean):
         return "–"
     return f"{mean:.{digits}f} ± {sem:.{digits}f}" if not np.isnan(sem) else f"{mean:.{digits}f}"
+
+
+def markdown_table(header: Iterable[object], rows: Iterable[Iterable[object]]) -> list[str]:
+    """The lines of a Markdown table: a header row, the separator and one line per row (cells
+    written with ``str``, a ``|`` inside a cell escaped)."""
+    header = [str(h) for h in header]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return lines
 
 
 def _read_table(table: pd.DataFrame | str | Path) -> pd.DataFrame:
@@ -156,11 +166,13 @@ def summary_markdown(summary: pd.DataFrame, gain: pd.DataFrame, title: str = "NE
     """The headline table (mean ± s.e.m. over held-out sessions) and the pretraining gain, as Markdown."""
     cols = [c for c in HEADLINE_METRICS if f"{c}_mean" in summary]
     lines = [f"# {title}", "", "Held-out sessions, test trials; mean ± s.e.m. over sessions.", ""]
-    lines.append("| method | sessions | " + " | ".join(cols) + " |")
-    lines.append("|---|---|" + "---|" * len(cols))
-    for _, row in summary.iterrows():
-        cells = [format_mean_sem(row[f"{c}_mean"], row[f"{c}_sem"]) for c in cols]
-        lines.append(f"| {row['method']} | {row['n_sessions']} | " + " | ".join(cells) + " |")
+    lines += markdown_table(
+        ["method", "sessions", *cols],
+        (
+            [row["method"], row["n_sessions"], *(format_mean_sem(row[f"{c}_mean"], row[f"{c}_sem"]) for c in cols)]
+            for _, row in summary.iterrows()
+        ),
+    )
     notes = [f"- {row['method']}: {row[NOT_SCORED]}" for _, row in summary.iterrows() if row.get(NOT_SCORED)]
     if notes:
         lines += [
@@ -176,11 +188,18 @@ def summary_markdown(summary: pd.DataFrame, gain: pd.DataFrame, title: str = "NE
             "Gain of pretraining then fine-tuning over training from scratch (percent of the scratch value):",
             "",
         ]
-        lines.append("| metric | fine-tuned | scratch | gain (%) |")
-        lines.append("|---|---|---|---|")
-        for _, g in gain.iterrows():
-            gain_cell = f"{g['gain_percent']:+.1f}" if np.isfinite(g["gain_percent"]) else "– (not scored)"
-            lines.append(f"| {g['metric']} | {g.iloc[1]:.3f} | {g.iloc[2]:.3f} | {gain_cell} |")
+        lines += markdown_table(
+            ["metric", "fine-tuned", "scratch", "gain (%)"],
+            (
+                [
+                    g["metric"],
+                    f"{g.iloc[1]:.3f}",
+                    f"{g.iloc[2]:.3f}",
+                    f"{g['gain_percent']:+.1f}" if np.isfinite(g["gain_percent"]) else "– (not scored)",
+                ]
+                for _, g in gain.iterrows()
+            ),
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -274,10 +293,9 @@ def table1_markdown(table: pd.DataFrame) -> str:
         "",
         "Held-out sessions, test trials; mean ± s.e.m.",
         "",
-        "| model | encoding from | bits per spike |",
-        "|---|---|---|",
     ]
-    lines += [
-        f"| {r.method} | {r.encoding_from} | {format_mean_sem(r.bps_mean, r.bps_sem)} |" for r in table.itertuples()
-    ]
+    lines += markdown_table(
+        ["model", "encoding from", "bits per spike"],
+        ([r.method, r.encoding_from, format_mean_sem(r.bps_mean, r.bps_sem)] for r in table.itertuples()),
+    )
     return "\n".join(lines) + "\n"
