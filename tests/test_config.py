@@ -176,20 +176,13 @@ def test_schema_ships_inside_the_package():
     assert not (ROOT / "workflow" / "schemas").exists()  # no second copy
 
 
-def _merged(base: dict, over: dict) -> dict:
-    """``over`` merged into ``base`` key by key, as Snakemake merges a --configfile over the
-    Snakefile's configfile."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def test_paper_config_is_the_same_merged_over_the_default():
     """`snakemake --configfile config/ibl_repeated_site.yaml` merges it over config/config.yaml, so
     every model and training key the default config sets must be set by the paper config too."""
-    paper = yaml.safe_load((ROOT / "config" / "ibl_repeated_site.yaml").read_text())
-    alone = validate_config(copy.deepcopy(paper))
-    merged = validate_config(_merged(default_config(), paper))
+    from neds.docs import resolve_config  # merges config files as Snakemake merges a --configfile
+
+    paper = ROOT / "config" / "ibl_repeated_site.yaml"
+    alone = resolve_config([paper])
+    merged = resolve_config([ROOT / "config" / "config.yaml", paper])
     for section in ("data", "binning", "model", "training", "baselines", "experiments"):
         assert merged[section] == alone[section], section
