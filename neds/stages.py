@@ -311,13 +311,13 @@ def launch_training(
 def _predict_checkpoint(path: str | Path, data, split: str, per_behaviour: bool = True) -> tuple[dict, int]:
     """Predictions of the NEDS checkpoint ``path`` on the ``split`` trials of ``data`` (one session,
     the one it was trained on, else ValueError) and the epoch its weights are from."""
-    from neds.evaluate.evaluation import predict_neds
+    from neds.evaluate.evaluation import predict_model
     from neds.train import load_model
 
     model, ckpt = load_model(path)
     if ckpt["vocab"]["eids"] != data.eids:
         raise ValueError(f"{path} was trained on {ckpt['vocab']['eids']}, not on {data.eids}")
-    return predict_neds(model, data, split, per_behaviour=per_behaviour), ckpt["state"]["epoch"]
+    return predict_model(model, data, split, per_behaviour=per_behaviour), ckpt["state"]["epoch"]
 
 
 def run_evaluate_session(

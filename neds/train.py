@@ -39,9 +39,9 @@ from neds.config import schema_defaults
 from neds.data.dataset import TrialData
 from neds.evaluate.evaluation import SELECTION_KEYS, predict_trials, score
 from neds.io.files import atomic_write, write_json
-from neds.model.masking import draw_masks
-from neds.model.neds import LOSS_PARTS, NEDS, ModelConfig, model_summary
-from neds.vocab import MODE_SCHEMES, MULTIMODAL_MODE
+from neds.model.base import TrialModel
+from neds.model.neds import LOSS_PARTS, ModelConfig, model_summary
+from neds.vocab import MODE_SCHEMES, MULTIMODAL_MODE, NEDS_ARCHITECTURE
 
 __all__ = [
     "NonFiniteDataError",
@@ -50,6 +50,7 @@ __all__ = [
     "train",
     "evaluate",
     "build_model",
+    "model_class",
     "param_groups",
     "load_checkpoint",
     "load_model",
@@ -174,13 +175,47 @@ def _seed_everything(seed: int, epoch: int, rank: int) -> tuple[torch.Generator,
 
 
 # ---------------------------------------------------------------------------------------- models
+def model_class(architecture: str) -> type[TrialModel]:
+    """The model class of an architecture (:data:`neds.vocab.ARCHITECTURES`); the peers' modules
+    are imported only when asked for."""
+    if architecture == NEDS_ARCHITECTURE:
+        from neds.model.neds import NEDS
+
+        return NEDS
+    if architecture == "ndt2":
+        from neds.peers.ndt2 import NDT2
+
+        return NDT2
+    if architecture == "poyo_plus":
+        from neds.peers.poyo_plus import POYOPlusModel
+
+        return POYOPlusModel
+    from neds.vocab import ARCHITECTURES
+
+    raise ValueError(f"unknown model architecture {architecture!r}; use one of {ARCHITECTURES}")
+
+
 def build_model(
-    model_cfg: ModelConfig | dict, n_units: list[int], mode: str = MULTIMODAL_MODE, eids: list[str] | None = None
-) -> NEDS:
-    """A NEDS model in its initial state over the session vocabulary ``eids`` (units ``n_units``;
-    ``eids`` None: :func:`train` names the sessions after its data)."""
-    cfg = model_cfg if isinstance(model_cfg, ModelConfig) else ModelConfig(**model_cfg)
-    return NEDS(cfg, n_units, mode, eids)
+    model_cfg,
+    n_units: list[int],
+    mode: str = MULTIMODAL_MODE,
+    eids: list[str] | None = None,
+    architecture: str = NEDS_ARCHITECTURE,
+    subjects: list[str] | None = None,
+) -> TrialModel:
+    """A model in its initial state over the session vocabulary ``eids`` (units ``n_units``;
+    ``eids`` None: :func:`train` names the sessions after its data).
+
+    model_cfg : the architecture's config dataclass, or a dict of its fields
+    architecture : one of :data:`neds.vocab.ARCHITECTURES`
+    subjects : the subject of each session (architectures with subject context, NDT2; ignored
+        by the others)
+    """
+    cls = model_class(architecture)
+    cfg = model_cfg if isinstance(model_cfg, cls.Config) else cls.Config(**model_cfg)
+    if getattr(cls, "uses_subjects", False):
+        return cls(cfg, n_units, mode, eids, subjects=subjects)
+    return cls(cfg, n_units, mode, eids)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -188,13 +223,13 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:
-        raise ValueError(f"{path} is not a readable NEDS checkpoint ({exc}); retrain or restore it") from exc
+        raise ValueError(f"{path} is not a readable checkpoint ({exc}); retrain or restore it") from exc
     if not isinstance(ckpt, dict) or "model_state" not in ckpt:
-        raise ValueError(f"{path} is not a NEDS checkpoint (no model_state); pass a file written by neds.train")
+        raise ValueError(f"{path} is not a checkpoint (no model_state); pass a file written by neds.train")
     return ckpt
 
 
-def load_model(path: str | Path, map_location="cpu") -> tuple[NEDS, dict]:
+def load_model(path: str | Path, map_location="cpu") -> tuple[TrialModel, dict]:
     """The model of a checkpoint, in eval mode, and the checkpoint dict.
 
     The session vocabulary saved with the weights (``model.eids``) must be the checkpoint's
@@ -203,11 +238,16 @@ def load_model(path: str | Path, map_location="cpu") -> tuple[NEDS, dict]:
     """
     ckpt = load_checkpoint(path, map_location)
     vocab = ckpt["vocab"]
-    model = build_model(ckpt["model_config"], vocab["n_units"], ckpt["mode"], vocab["eids"])
+    architecture = ckpt.get("architecture", NEDS_ARCHITECTURE)
+    model = build_model(
+        ckpt["model_config"], vocab["n_units"], ckpt["mode"], vocab["eids"], architecture, vocab.get("subjects")
+    )
     try:
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as exc:
-        raise ValueError(f"{path} does not hold the weights of this version's NEDS model ({exc}); retrain it") from exc
+        raise ValueError(
+            f"{path} does not hold the weights of this version's {architecture} model ({exc}); retrain it"
+        ) from exc
     if model.eids != list(vocab["eids"]):
         raise ValueError(
             f"{path}: the weights are indexed by the sessions {model.eids}, the checkpoint's vocabulary lists "
@@ -216,27 +256,23 @@ def load_model(path: str | Path, map_location="cpu") -> tuple[NEDS, dict]:
     return model.eval(), ckpt
 
 
-def init_shared_from(model: NEDS, checkpoint: str | Path) -> list[str]:
-    """Copy the shared weights of a pretrained checkpoint: everything outside ``model.sessions``
-    (:meth:`~neds.model.neds.NEDS.shared_state_dict`: modality and time embeddings, mask token,
-    transformer).
+def init_shared_from(model: TrialModel, checkpoint: str | Path) -> list[str]:
+    """Start fine-tuning from a pretrained checkpoint of the same architecture
+    (:meth:`~neds.model.base.TrialModel.init_from_pretrained`): for NEDS, copy everything outside
+    ``model.sessions`` (modality and time embeddings, mask token, transformer).
 
-    The session layers of ``model`` (stitchers, session embedding, heads) and its session
+    The session layers of ``model`` (for NEDS: stitchers, session embedding, heads) and its session
     vocabulary stay as initialised: fine-tuning learns new ones for the new animal. Returns the
     names of the copied tensors.
     """
     ckpt = load_checkpoint(checkpoint)
-    pretrained = ckpt["model_state"]
-    shared = model.shared_state_dict()
-    missing = [k for k in shared if k not in pretrained]
-    bad = [k for k in shared if k in pretrained and pretrained[k].shape != shared[k].shape]
-    if missing or bad:
+    architecture = ckpt.get("architecture", NEDS_ARCHITECTURE)
+    if architecture != model.architecture:
         raise ValueError(
-            f"pretrained checkpoint {checkpoint} does not match the model (missing {missing[:3]}, "
-            f"shape mismatch {bad[:3]}); fine-tune with the pretraining model config"
+            f"pretrained checkpoint {checkpoint} is a {architecture} model; a {model.architecture} model cannot "
+            "start from it"
         )
-    model.load_state_dict({k: pretrained[k] for k in shared}, strict=False)
-    return list(shared)
+    return model.init_from_pretrained(ckpt["model_state"], str(checkpoint))
 
 
 def training_trials(data: TrialData, fraction: float = 1.0) -> torch.Tensor:
@@ -275,7 +311,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------- evaluation
 def evaluate(
-    model: NEDS, data: TrialData, split: str = "val", device=None, batch_size: int = 64, bf16: bool = True
+    model: TrialModel, data: TrialData, split: str = "val", device=None, batch_size: int = 64, bf16: bool = True
 ) -> dict:
     """Validation metrics of a model on one split, averaged over sessions.
 
@@ -332,11 +368,12 @@ def _tensor_bytes(t: torch.Tensor) -> np.ndarray:
 
 def code_version() -> str:
     """The version of the code that defines a trained model: ``neds.__version__`` and a SHA-256 of
-    the source of ``neds/model/*.py`` and ``neds/train.py``."""
+    the source of ``neds/model/*.py``, ``neds/peers/*.py`` and ``neds/train.py``."""
     import neds.model
 
+    package = Path(neds.model.__file__).parent.parent
     h = hashlib.sha256(__version__.encode())
-    for f in [*sorted(Path(neds.model.__file__).parent.glob("*.py")), Path(__file__)]:
+    for f in [*sorted((package / "model").glob("*.py")), *sorted((package / "peers").glob("*.py")), Path(__file__)]:
         h.update(f"{f.parent.name}/{f.name}\n".encode())
         h.update(f.read_bytes())
     return f"{__version__}+sha256:{h.hexdigest()}"
@@ -416,7 +453,7 @@ def _check_data(data: TrialData) -> None:
 
 # ---------------------------------------------------------------------------------------- training
 def train(
-    model: NEDS,
+    model: TrialModel,
     data: TrialData,
     tcfg: TrainConfig,
     out_dir: str | Path,
@@ -444,7 +481,8 @@ def train(
 
     Parameters
     ----------
-    model : NEDS whose session vocabulary is ``data.eids``, in its initial state
+    model : a model (:class:`~neds.model.base.TrialModel`: NEDS or a peer) whose session
+        vocabulary is ``data.eids``, in its initial state
     data : TrialData
     tcfg : TrainConfig
     out_dir : output folder
@@ -482,7 +520,7 @@ def train(
     elif model.eids != list(data.eids):
         raise ValueError(f"the model's sessions {model.eids} are not the data's {list(data.eids)}")
     _check_data(data)
-    schemes = tcfg.schemes or MODE_SCHEMES[model.mode]
+    schemes = tuple(tcfg.schemes) if tcfg.schemes else MODE_SCHEMES.get(model.mode)
     if tcfg.batch_size % world:
         raise ValueError(f"batch_size {tcfg.batch_size} must be divisible by the number of processes {world}")
     train_idx = training_trials(data, tcfg.train_fraction)
@@ -509,10 +547,14 @@ def train(
         cycle_momentum=False,
     )
     vocab = {"eids": list(data.eids), "n_units": list(data.n_units)}
+    subjects = getattr(model.sessions, "subjects", None)  # architectures with subject context (NDT2)
+    if subjects is not None:
+        vocab["subjects"] = list(subjects)
     fingerprint = run_fingerprint(
         {
             **(inputs if inputs is not None else {"data": data_fingerprint(data)}),
             "vocab": vocab,
+            **({"architecture": model.architecture} if model.architecture != NEDS_ARCHITECTURE else {}),
             "model_config": asdict(model.cfg),
             "train_config": {k: v for k, v in asdict(tcfg).items() if k not in _UNFINGERPRINTED},
             "mode": model.mode,
@@ -576,6 +618,7 @@ def train(
                 "optimizer_state": optimizer.state_dict(),
                 "scheduler_state": scheduler.state_dict(),
                 "state": state,
+                "architecture": model.architecture,
                 "model_config": asdict(model.cfg),
                 "train_config": asdict(tcfg),
                 "mode": model.mode,
@@ -637,7 +680,8 @@ def train(
             chunk = perm[step * tcfg.batch_size : (step + 1) * tcfg.batch_size]
             idx = chunk[rank::world] if world > 1 else chunk
             batch = data.batch(idx).to(device, non_blocking=True)
-            masks = draw_masks(len(idx), batch.spikes.shape[1], tcfg.mask_ratio, mask_gen, schemes).to(device)
+            masks = model.draw_masks(len(idx), batch.spikes.shape[1], tcfg.mask_ratio, mask_gen, schemes)
+            masks = masks.to(device) if masks is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = net(batch, masks)
             loss, parts = model.loss(out, batch, masks, tcfg.loss_weights)

@@ -22,6 +22,12 @@ from dataclasses import dataclass
 
 __all__ = [
     "MODES",
+    "SELF_SUPERVISED_MODE",
+    "ARCHITECTURES",
+    "ARCHITECTURE_SECTIONS",
+    "NEDS_ARCHITECTURE",
+    "NDT2_ARCHITECTURE",
+    "POYO_PLUS_ARCHITECTURE",
     "Stage",
     "STAGES",
     "PRETRAIN",
@@ -30,6 +36,13 @@ __all__ = [
     "ENCODING",
     "DECODING",
     "HELDOUT_STAGES",
+    "PRETRAIN_STAGES",
+    "PEER_STAGES",
+    "PER_SESSION_STAGES",
+    "NDT2_PRETRAIN",
+    "NDT2_FINETUNE",
+    "POYO_PRETRAIN",
+    "POYO_FINETUNE",
     "UNIMODAL_STAGES",
     "stage",
     "stage_of_method",
@@ -40,6 +53,8 @@ __all__ = [
     "NEDS_SCRATCH",
     "UNIMODAL_ENCODING",
     "UNIMODAL_DECODING",
+    "NDT2",
+    "POYO_PLUS",
     "LINEAR",
     "RRR",
     "ORACLE",
@@ -72,9 +87,22 @@ __all__ = [
 MULTIMODAL_MODE = "multimodal"
 ENCODING_MODE = "encoding"
 DECODING_MODE = "decoding"
-MODES = (MULTIMODAL_MODE, ENCODING_MODE, DECODING_MODE)
+SELF_SUPERVISED_MODE = "self_supervised"
+MODES = (MULTIMODAL_MODE, ENCODING_MODE, DECODING_MODE, SELF_SUPERVISED_MODE)
 """What a model is trained to predict: everything (multimodal), spikes from behaviour
-(encoding), behaviour from spikes (decoding)."""
+(encoding), behaviour from spikes (decoding), masked spikes from the other spikes
+(self-supervised: NDT2's pretraining)."""
+
+# ------------------------------------------------------------------------------------ architectures
+NEDS_ARCHITECTURE = "neds"
+NDT2_ARCHITECTURE = "ndt2"
+POYO_PLUS_ARCHITECTURE = "poyo_plus"
+ARCHITECTURES = (NEDS_ARCHITECTURE, NDT2_ARCHITECTURE, POYO_PLUS_ARCHITECTURE)
+"""The model architectures: NEDS (:mod:`neds.model.neds`) and its peers of the paper's comparison,
+NDT2 (:mod:`neds.peers.ndt2`) and POYO+ (:mod:`neds.peers.poyo_plus`). Each architecture's sizes
+are one config section (``model``, ``ndt2``, ``poyo_plus``)."""
+ARCHITECTURE_SECTIONS = {NEDS_ARCHITECTURE: "model", NDT2_ARCHITECTURE: "ndt2", POYO_PLUS_ARCHITECTURE: "poyo_plus"}
+"""The config section holding each architecture's model settings."""
 
 
 # ------------------------------------------------------------------------------------ stages
@@ -85,37 +113,75 @@ class Stage:
     name : the config key ``training.<name>`` and the folder ``results/models/<name>/``
     mode : the model mode it trains (one of :data:`MODES`)
     method : the method name its models are scored under (None: not scored per session)
-    from_pretrained : whether it starts from the pretrained model's shared weights
+    pretrained : the stage whose model it starts from (its shared weights), or None: it starts
+        from random weights
     per_session : whether it trains one model per held-out session (else one on all
         pretraining sessions)
     title : how figures and logs name it
+    architecture : the model it trains (one of :data:`ARCHITECTURES`)
     """
 
     name: str
     mode: str
     method: str | None
-    from_pretrained: bool
+    pretrained: str | None
     per_session: bool
     title: str
+    architecture: str = NEDS_ARCHITECTURE
 
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def from_pretrained(self) -> bool:
+        """Whether it starts from a pretrained model (:attr:`pretrained`)."""
+        return self.pretrained is not None
 
-PRETRAIN = Stage("pretrain", MULTIMODAL_MODE, None, False, False, "pretraining (all pretraining sessions)")
-FINETUNE = Stage("finetune", MULTIMODAL_MODE, "neds_finetuned", True, True, "fine-tuning (per held-out session)")
-SCRATCH = Stage("scratch", MULTIMODAL_MODE, "neds_scratch", False, True, "from scratch (per held-out session)")
-ENCODING = Stage(
-    "encoding", ENCODING_MODE, "unimodal_encoding", False, True, "unimodal encoding (per held-out session)"
+
+PRETRAIN = Stage("pretrain", MULTIMODAL_MODE, None, None, False, "pretraining (all pretraining sessions)")
+FINETUNE = Stage("finetune", MULTIMODAL_MODE, "neds_finetuned", "pretrain", True, "fine-tuning (per held-out session)")
+SCRATCH = Stage("scratch", MULTIMODAL_MODE, "neds_scratch", None, True, "from scratch (per held-out session)")
+ENCODING = Stage("encoding", ENCODING_MODE, "unimodal_encoding", None, True, "unimodal encoding (per held-out session)")
+DECODING = Stage("decoding", DECODING_MODE, "unimodal_decoding", None, True, "unimodal decoding (per held-out session)")
+NDT2_PRETRAIN = Stage(
+    "ndt2_pretrain",
+    SELF_SUPERVISED_MODE,
+    None,
+    None,
+    False,
+    "NDT2 pretraining (masked spike patches, all pretraining sessions)",
+    NDT2_ARCHITECTURE,
 )
-DECODING = Stage(
-    "decoding", DECODING_MODE, "unimodal_decoding", False, True, "unimodal decoding (per held-out session)"
+NDT2_FINETUNE = Stage(
+    "ndt2_finetune", DECODING_MODE, "ndt2", "ndt2_pretrain", True, "NDT2 fine-tuning (per held-out session)", NDT2_ARCHITECTURE
+)
+POYO_PRETRAIN = Stage(
+    "poyo_pretrain", DECODING_MODE, None, None, False, "POYO+ pretraining (all pretraining sessions)", POYO_PLUS_ARCHITECTURE
+)
+POYO_FINETUNE = Stage(
+    "poyo_finetune",
+    DECODING_MODE,
+    "poyo_plus",
+    "poyo_pretrain",
+    True,
+    "POYO+ fine-tuning (per held-out session)",
+    POYO_PLUS_ARCHITECTURE,
 )
 
-STAGES: dict[str, Stage] = {s.name: s for s in (PRETRAIN, FINETUNE, SCRATCH, ENCODING, DECODING)}
-HELDOUT_STAGES = tuple(s.name for s in STAGES.values() if s.per_session)
-"""The stages trained per held-out session, in table order."""
-UNIMODAL_STAGES = tuple(s.name for s in STAGES.values() if s.mode != MULTIMODAL_MODE)
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (PRETRAIN, FINETUNE, SCRATCH, ENCODING, DECODING, NDT2_PRETRAIN, NDT2_FINETUNE, POYO_PRETRAIN, POYO_FINETUNE)
+}
+HELDOUT_STAGES = tuple(s.name for s in STAGES.values() if s.per_session and s.architecture == NEDS_ARCHITECTURE)
+"""The NEDS stages trained per held-out session (the main run's evaluation), in table order."""
+PRETRAIN_STAGES = tuple(s.name for s in STAGES.values() if not s.per_session)
+"""The stages trained once on all usable pretraining sessions (NEDS's and each peer's)."""
+PEER_STAGES = tuple(s.name for s in STAGES.values() if s.per_session and s.architecture != NEDS_ARCHITECTURE)
+"""The peers' stages trained per held-out session (fine-tuned NDT2 and POYO+): the peers comparison."""
+PER_SESSION_STAGES = HELDOUT_STAGES + PEER_STAGES
+UNIMODAL_STAGES = tuple(
+    s.name for s in STAGES.values() if s.architecture == NEDS_ARCHITECTURE and s.mode != MULTIMODAL_MODE
+)
 
 
 def stage(name: str) -> Stage:
@@ -148,6 +214,8 @@ NEDS_FINETUNED = FINETUNE.method
 NEDS_SCRATCH = SCRATCH.method
 UNIMODAL_ENCODING = ENCODING.method
 UNIMODAL_DECODING = DECODING.method
+NDT2 = NDT2_FINETUNE.method
+POYO_PLUS = POYO_FINETUNE.method
 LINEAR = "linear"
 RRR = "rrr"
 ORACLE = "oracle"
@@ -159,6 +227,8 @@ METHODS: dict[str, Method] = {
         Method(NEDS_SCRATCH, "NEDS\nfrom scratch", "#74a9cf", SCRATCH.name),
         Method(UNIMODAL_ENCODING, "unimodal\nencoding", "#d9822b", ENCODING.name),
         Method(UNIMODAL_DECODING, "unimodal\ndecoding", "#d9822b", DECODING.name),
+        Method(POYO_PLUS, "POYO+\nfine-tuned", "#6a3d9a", POYO_FINETUNE.name),
+        Method(NDT2, "NDT2\nfine-tuned", "#b15928", NDT2_FINETUNE.name),
         Method(LINEAR, "linear\nbaseline", "#7f7f7f"),
         Method(RRR, "reduced-rank\nregression", "#a6761d"),
         Method(ORACLE, "oracle\n(true rates)", "#222222"),

@@ -5,7 +5,7 @@ import torch
 
 from neds.data.dataset import TrialData
 from neds.evaluate.baselines import RidgePath, behaviour_design, linear_decoding, linear_encoding
-from neds.evaluate.evaluation import conditions, predict_neds, score
+from neds.evaluate.evaluation import conditions, predict_model, score
 from neds.model.neds import NEDS, ModelConfig
 
 
@@ -70,17 +70,17 @@ def test_linear_decoding_reads_planted_signals():
     assert 0.2 < row["block_acc"] < 0.55  # block is not in the spikes: chance
 
 
-def test_score_and_predict_neds_layout():
+def test_score_and_predict_model_layout():
     data, _ = planted_session(k=40)
     model = NEDS(ModelConfig(hidden=16, n_heads=2, mlp=32, n_layers=1), [8], "multimodal")
-    pred = predict_neds(model, data)
+    pred = predict_model(model, data)
     n_test = len(data.indices("test"))
     assert pred["rate"].shape == (n_test, 100, 8) and (pred["rate"] > 0).all()
     assert {"rate_from_wheel", "rate_from_block", "wheel", "whisker", "choice_prob", "block_prob"} <= set(pred)
     np.testing.assert_allclose(pred["choice_prob"].sum(1), 1.0, rtol=1e-5)
     row, _ = score(pred, data)
     assert {"bps_unit_mean", "bps_pooled", "bps_from_wheel", "choice_balanced_acc", "whisker_r2"} <= set(row)
-    enc_only, _ = score(predict_neds(NEDS(model.cfg, [8], "encoding"), data), data)
+    enc_only, _ = score(predict_model(NEDS(model.cfg, [8], "encoding"), data), data)
     assert "choice_acc" not in enc_only and "bps_unit_mean" in enc_only
     assert list(conditions(np.array([0, 1]), np.array([2, 0]))) == ["c0-b2", "c1-b0"]
 

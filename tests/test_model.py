@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from neds.data.dataset import random_trials
 from neds.model.masking import BEHAVIOURS, SCHEMES, draw_masks, eval_masks, scheme_masks
-from neds.model.neds import MODES, NEDS, ModelConfig, SpikeHead, dropout
+from neds.model.neds import NEDS, ModelConfig, SpikeHead, dropout
 from neds.train import param_groups
 
 TINY = ModelConfig(hidden=32, n_heads=4, mlp=64, n_layers=2, dropout=0.0, token_dropout=0.0)
@@ -25,7 +25,7 @@ def batch_of(data, idx):
     return data.batch(torch.as_tensor(idx))
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", NEDS.modes)
 def test_shapes_every_mode(mode):
     data = random_trials(UNITS, 4)
     model = NEDS(TINY, UNITS, mode)

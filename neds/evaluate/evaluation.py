@@ -30,12 +30,13 @@ from neds.evaluate.metrics import (
     single_trial_r2,
 )
 from neds.model.masking import BEHAVIOURS, eval_masks
+from neds.model.base import TrialModel
 from neds.model.neds import NEDS
-from neds.vocab import DECODING_MODE, ENCODING_MODE, MULTIMODAL_MODE, SELECTION_METRICS
+from neds.vocab import MULTIMODAL_MODE, SELECTION_METRICS
 
 __all__ = [
     "run_model",
-    "predict_neds",
+    "predict_model",
     "predict_trials",
     "oracle_rates",
     "score",
@@ -67,17 +68,18 @@ def run_model(
     return {k: torch.cat(v).numpy() for k, v in outs.items()}
 
 
-def predict_neds(
-    model: NEDS, data: TrialData, split: str = "test", batch_size: int = 64, per_behaviour: bool = True
+def predict_model(
+    model: TrialModel, data: TrialData, split: str = "test", batch_size: int = 64, per_behaviour: bool = True
 ) -> dict[str, np.ndarray]:
-    """Predictions of a NEDS model (any mode) on one session's trials of ``split``.
+    """Predictions of a model (any architecture and mode) on one session's trials of ``split``.
 
-    The model's session 0 must be the data's session (fine-tuned, scratch and unimodal models are
-    trained on one held-out session). Encoding outputs only for modes that predict spikes,
-    decoding outputs only for modes that predict behaviour.
+    The model's session 0 must be the data's session (the per-session stages train one model on
+    one held-out session). Encoding outputs only for modes that predict spikes, decoding outputs
+    only for modes that predict behaviour; ``per_behaviour`` adds, for a multimodal NEDS model,
+    the encoding from each behaviour alone (``rate_from_<behaviour>``, Table 1).
     """
     if len(data.eids) != 1:
-        raise ValueError("predict_neds evaluates one session at a time; load a single store")
+        raise ValueError("predict_model evaluates one session at a time; load a single store")
     model.eval()
     device = next(model.parameters()).device
     idx = data.indices(split)
@@ -85,7 +87,7 @@ def predict_neds(
     pred = predict_trials(model, data, idx, batch_size, device)
     if "rate" in pred:
         pred["rate"] = pred["rate"][:, :, :n]
-        if per_behaviour and model.mode == MULTIMODAL_MODE:
+        if per_behaviour and isinstance(model, NEDS) and model.mode == MULTIMODAL_MODE:
             for beh in BEHAVIOURS:
                 out = run_model(
                     model, data, idx, lambda b, k=beh: eval_masks("encoding_from", b, t, keep=k), batch_size, device
@@ -95,22 +97,19 @@ def predict_neds(
 
 
 def predict_trials(
-    model: NEDS, data: TrialData, idx: torch.Tensor, batch_size: int, device, bf16: bool = False
+    model: TrialModel, data: TrialData, idx: torch.Tensor, batch_size: int, device, bf16: bool = False
 ) -> dict[str, np.ndarray]:
-    """The encoding and decoding predictions (layout of this module) of ``model`` on trials
-    ``idx`` of any sessions; ``rate`` keeps the padded units (N_max). Only the outputs the
-    model's mode predicts."""
-    t = data.spikes.shape[1]
-    pred: dict[str, np.ndarray] = {}
-    if model.mode in (MULTIMODAL_MODE, ENCODING_MODE):
-        out = run_model(model, data, idx, lambda b: eval_masks("encoding", b, t), batch_size, device, bf16)
-        pred["rate"] = np.exp(out["spikes"])
-    if model.mode in (MULTIMODAL_MODE, DECODING_MODE):
-        out = run_model(model, data, idx, lambda b: eval_masks("decoding", b, t), batch_size, device, bf16)
-        pred["wheel"], pred["whisker"] = out["wheel"], out["whisker"]
-        pred["choice_prob"] = torch.softmax(torch.from_numpy(out["choice"]), -1).numpy()
-        pred["block_prob"] = torch.softmax(torch.from_numpy(out["block"]), -1).numpy()
-    return pred
+    """The predictions (layout of this module, :meth:`~neds.model.base.TrialModel.predict`) of
+    ``model`` on trials ``idx`` of any sessions, in batches, with bf16 autocast on CUDA when
+    ``bf16``; ``rate`` keeps the padded units (N_max). Only the outputs the model's mode predicts."""
+    outs: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(idx), batch_size):
+        batch = data.batch(idx[start : start + batch_size]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+            pred = model.predict(batch)
+        for name, value in pred.items():
+            outs.setdefault(name, []).append(value.float().cpu())
+    return {k: torch.cat(v).numpy() for k, v in outs.items()}
 
 
 def oracle_rates(truth_path: str | Path, data_store: str | Path, trials: np.ndarray) -> np.ndarray:

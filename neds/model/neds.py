@@ -24,13 +24,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from neds.config import schema_defaults
-from neds.model.masking import Masks
+from neds.model.base import Batch, SessionVocabulary, TrialModel
+from neds.model.masking import Masks, draw_masks, eval_masks
 from neds.vocab import (
     BEHAVIOURS,
     DECODING_MODE,
     DYNAMIC_BEHAVIOURS,
     ENCODING_MODE,
     MODALITIES,
+    MODE_SCHEMES,
     MODES,
     MULTIMODAL_MODE,
     N_CLASSES,
@@ -86,27 +88,6 @@ class ModelConfig:
                 f"hidden {self.hidden} must be divisible by n_heads {self.n_heads} into an even head size; "
                 "fix model.hidden / model.n_heads"
             )
-
-
-@dataclass
-class Batch:
-    """A batch of trials, possibly from several sessions.
-
-    spikes (B, T, N) float counts, zero on padded units; unit_mask (B, N) bool, True on real units;
-    wheel, whisker (B, T) float; choice (B,) long in {0, 1}; block (B,) long in {0, 1, 2};
-    session (B,) long, index into the model's session vocabulary.
-    """
-
-    spikes: torch.Tensor
-    unit_mask: torch.Tensor
-    wheel: torch.Tensor
-    whisker: torch.Tensor
-    choice: torch.Tensor
-    block: torch.Tensor
-    session: torch.Tensor
-
-    def to(self, device, non_blocking: bool = False) -> Batch:
-        return Batch(**{k: v.to(device, non_blocking=non_blocking) for k, v in vars(self).items()})
 
 
 @dataclass
@@ -334,12 +315,9 @@ class BehaviourHeads(nn.Module):
         return dyn, choice, block
 
 
-class SessionLayers(nn.Module):
-    """Everything session-specific: the session vocabulary and the layers indexed by it.
-
-    The vocabulary is saved with the weights: ``n_units`` is a buffer, the session ids are the
-    module's extra state (``sessions._extra_state`` in the model's state dict, UTF-8 JSON as a
-    uint8 tensor so that every entry of the state dict is a tensor).
+class SessionLayers(SessionVocabulary):
+    """Everything session-specific: the session vocabulary (:class:`~neds.model.base.SessionVocabulary`)
+    and the layers indexed by it.
 
     Parameters
     ----------
@@ -360,39 +338,16 @@ class SessionLayers(nn.Module):
         spike_head: SpikeHead,
         behaviour_heads: BehaviourHeads,
     ):
-        super().__init__()
-        self.register_buffer("n_units", n_units)
-        self.eids = eids
+        super().__init__(n_units, eids)
         self.spike_stitcher = spike_stitcher
         self.behaviour_stitcher = behaviour_stitcher
         self.embedding = embedding
         self.spike_head = spike_head
         self.behaviour_heads = behaviour_heads
 
-    @property
-    def eids(self) -> list[str] | None:
-        """The session ids, in session-index order (None: not named)."""
-        return self._eids
-
-    @eids.setter
-    def eids(self, eids: list[str] | None) -> None:
-        if eids is not None:
-            eids = [str(e) for e in eids]
-            if len(eids) != len(self.n_units) or len(set(eids)) != len(eids):
-                raise ValueError(
-                    f"the session ids {eids} are not {len(self.n_units)} distinct ids, one per session of the vocabulary"
-                )
-        self._eids = eids
-
-    def get_extra_state(self) -> torch.Tensor:
-        return torch.tensor(list(json.dumps({"eids": self.eids}).encode()), dtype=torch.uint8)
-
-    def set_extra_state(self, state: torch.Tensor) -> None:
-        self.eids = json.loads(bytes(state.cpu().tolist()).decode())["eids"]
-
 
 # ---------------------------------------------------------------------------------------- model
-class NEDS(nn.Module):
+class NEDS(TrialModel):
     """Multimodal masked transformer over spikes and behaviour.
 
     Parameters
@@ -410,14 +365,16 @@ class NEDS(nn.Module):
         model (modality and time embeddings, mask token, transformer blocks, final norm) is shared
     """
 
+    architecture = "neds"
+    Config = ModelConfig
+    modes = (MULTIMODAL_MODE, ENCODING_MODE, DECODING_MODE)
     no_weight_decay = ("modality_emb", "time_emb", "mask_token")  # embeddings: see neds.train.param_groups
 
     def __init__(
         self, cfg: ModelConfig, n_units: list[int], mode: str = MULTIMODAL_MODE, eids: list[str] | None = None
     ):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"mode {mode!r} is not one of {MODES}")
+        self.check_mode(mode)
         if not n_units or min(n_units) < 1:
             raise ValueError(f"every session needs at least one unit, got {n_units}")
         self.cfg, self.mode = cfg, mode
@@ -442,25 +399,7 @@ class NEDS(nn.Module):
             units, eids, spike_stitcher, behaviour_stitcher, embedding, spike_head, behaviour_heads
         )
 
-    @property
-    def n_units(self) -> torch.Tensor:
-        """(S,) long, units of each session of the vocabulary."""
-        return self.sessions.n_units
-
-    @property
-    def eids(self) -> list[str] | None:
-        """The session ids of the vocabulary (None: not named)."""
-        return self.sessions.eids
-
     # ------------------------------------------------------------------ shared and session-specific
-    def shared_state_dict(self) -> dict[str, torch.Tensor]:
-        """The state shared across sessions: everything outside :attr:`sessions`, what fine-tuning
-        copies from a pretrained model."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("sessions.")}
-
-    def n_shared_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters()) - sum(p.numel() for p in self.sessions.parameters())
-
     def canonical_parameters(self) -> list[nn.Parameter]:
         """Every parameter once, in the model's canonical order: the token layers (spike and
         behaviour stitchers, modality and time embeddings, session embedding, mask token), the
@@ -518,6 +457,30 @@ class NEDS(nn.Module):
         dyn, choice, block = self.sessions.behaviour_heads(x[:, 1:], s)
         return Output(spikes=spikes, wheel=dyn[:, 0], whisker=dyn[:, 1], choice=choice, block=block)
 
+    # ------------------------------------------------------------------ training and prediction
+    def draw_masks(
+        self, n_trials: int, n_bins: int, ratio: float, generator: torch.Generator, schemes: tuple[str, ...] | None
+    ) -> Masks:
+        """Multi-task masks (:func:`neds.model.masking.draw_masks`), a scheme per trial from ``schemes``
+        (None: the schemes of the model's mode)."""
+        return draw_masks(n_trials, n_bins, ratio, generator, schemes or MODE_SCHEMES[self.mode])
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Encoding (every spike token masked, behaviour seen) and decoding (spikes seen, every
+        behaviour token masked) predictions, those of the model's mode."""
+        b, t = batch.spikes.shape[:2]
+        device = batch.spikes.device
+        pred: dict[str, torch.Tensor] = {}
+        if self.mode in (MULTIMODAL_MODE, ENCODING_MODE):
+            pred["rate"] = torch.exp(self(batch, eval_masks("encoding", b, t).to(device)).spikes.float())
+        if self.mode in (MULTIMODAL_MODE, DECODING_MODE):
+            out = self(batch, eval_masks("decoding", b, t).to(device))
+            pred["wheel"], pred["whisker"] = out.wheel.float(), out.whisker.float()
+            pred["choice_prob"] = torch.softmax(out.choice.float(), -1)
+            pred["block_prob"] = torch.softmax(out.block.float(), -1)
+        return pred
+
     # ------------------------------------------------------------------ loss
     def loss(
         self, out: Output, batch: Batch, masks: Masks, weights: dict[str, float] | None = None
@@ -556,12 +519,6 @@ class NEDS(nn.Module):
         return total, parts
 
 
-def model_summary(model: NEDS) -> dict:
-    """Sizes of a model, for logs and checkpoints."""
-    return {
-        "config": asdict(model.cfg),
-        "mode": model.mode,
-        "n_sessions": int(model.n_units.numel()),
-        "n_shared_parameters": model.n_shared_parameters(),
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-    }
+def model_summary(model: TrialModel) -> dict:
+    """Sizes of a model, for logs and checkpoints (:meth:`~neds.model.base.TrialModel.summary`)."""
+    return model.summary()
