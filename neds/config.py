@@ -291,15 +291,17 @@ def train_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
 
 
 def model_settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
-    """:class:`neds.model.neds.ModelConfig` fields of one stage's model: ``model`` with
-    ``n_layers`` replaced by ``pretrain_n_layers`` (when set) for the pretrained model and the
-    models fine-tuned from it."""
-    from neds.vocab import PRETRAIN
+    """The model settings of one stage: its architecture's config section
+    (:data:`neds.vocab.ARCHITECTURE_SECTIONS`: ``model`` for NEDS, ``ndt2``, ``poyo_plus``). For
+    NEDS, ``n_layers`` is replaced by ``pretrain_n_layers`` (when set) for the pretrained model and
+    the models fine-tuned from it."""
+    from neds.vocab import ARCHITECTURE_SECTIONS, NEDS_ARCHITECTURE
     from neds.vocab import stage as check_stage
 
-    deep_model = stage == PRETRAIN.name or check_stage(stage).from_pretrained
-    model = dict(config["model"])
-    deep = model.pop("pretrain_n_layers", None)
-    if deep is not None and deep_model:
-        model["n_layers"] = deep
+    kind = check_stage(stage)
+    model = copy.deepcopy(dict(config[ARCHITECTURE_SECTIONS[kind.architecture]]))
+    if kind.architecture == NEDS_ARCHITECTURE:
+        deep = model.pop("pretrain_n_layers", None)
+        if deep is not None and (not kind.per_session or kind.from_pretrained):
+            model["n_layers"] = deep
     return model

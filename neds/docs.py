@@ -67,6 +67,9 @@ _WHAT = {
     "scaling": "Pretraining on the first k usable pretraining sessions (`experiments.scaling_sessions`), then fine-tuning",
     "finetune_trials": "Fine-tuned and from-scratch NEDS on a fraction of each held-out session's training trials "
     "(`experiments.finetune_fractions`)",
+    "peers": "NEDS, POYO+ and NDT2, each pretrained on the same sessions, then fine-tuned at each of "
+    "`experiments.seeds` on every held-out session: the paper's comparison with other large-scale models "
+    "([peers.md](peers.md))",
     "sweep": "Random configurations trained from scratch, selected on the validation trials; `best` is retrained "
     "with the chosen settings and scored on the test trials",
     "table1": "Encoding from each behaviour alone against all behaviours (the paper's Table 1), from the main evaluation",
@@ -182,8 +185,16 @@ def experiment_tables(results_dir: str | Path = "results", existing: bool = Fals
         for name in EXPERIMENTS
         for p in (exp / name / "summary.tsv", *([exp / name / "best.json"] if _selects_best(name) else []))
     ]
+    paths += [p for name in EXPERIMENTS for p in _extra_pages(Path(results_dir), name)]
     paths.append(exp / "table1.md")
     return [p.as_posix() for p in paths if not existing or p.exists()]
+
+
+def _extra_pages(results: Path, name: str) -> list[Path]:
+    """The Markdown pages among an experiment's extra targets (e.g. the peers' comparison), under
+    ``results`` (the targets are named under the workflow's ``results/``)."""
+    pages = [Path(t) for t in EXPERIMENTS[name].extra_targets if t.endswith(".md")]
+    return [results / p.relative_to("results") if p.parts[0] == "results" else p for p in pages]
 
 
 def config_file_names(
@@ -403,6 +414,11 @@ def _experiment(results: Path, name: str, link: str, missing: list[str]) -> list
             "",
         ]
     out += [f"Figure: [experiment_{name}.png]({link}/figures/experiment_{name}.png)", ""]
+    for page in _extra_pages(results, name):
+        if page.exists():
+            out += _demote(page.read_text()) + [""]
+        else:
+            missing.append(f"`{page.relative_to(results.parent).as_posix()}`: {run}")
     return out
 
 

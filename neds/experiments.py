@@ -22,6 +22,8 @@ summary from the registry, so a new experiment is one new entry. Outputs live un
 * ``finetune_trials``: fine-tuned (from the main pretrained model) and from-scratch models
   trained on a fraction of each held-out session's training trials (``experiments.finetune_fractions``):
   how the gain of pretraining depends on the data of the new animal;
+* ``peers``: NEDS, POYO+ and NDT2 fine-tuned (each from the main run's pretrained model of its
+  architecture) per seed: the paper's comparison with other large-scale models;
 * ``sweep``: random configurations trained from scratch and scored on the validation split
   (its candidates); the best by the mean validation metric is written to
   ``results/experiments/sweep/best.json`` (:func:`select_best`), and its ``best`` variant,
@@ -147,15 +149,17 @@ class Experiment:
 
     name : its workflow target and folder ``results/experiments/<name>/``
     title : how its figure names it
-    stages : the single-session stages (:data:`neds.vocab.HELDOUT_STAGES`) each variant trains
-        per held-out session
-    own_pretrain : whether each variant pretrains its own model (its fine-tuning starts from it);
-        else fine-tuning starts from the main pretrained model
+    stages : the single-session stages (:data:`neds.vocab.PER_SESSION_STAGES`: NEDS's and its
+        peers') each variant trains per held-out session
+    own_pretrain : whether each variant pretrains its own models (its fine-tuning starts from
+        them); else fine-tuning starts from the main run's pretrained model of its architecture
     variants : (config, number of usable pretraining sessions) -> its variants, in table order
     split : the split its variants are scored on (a variant's own ``split`` comes first)
     selects_best : its variants without ``from_best`` are candidates: ``best.json`` names the
         one with the best mean validation score (:func:`select_best`), and its ``from_best``
         variants train with that candidate's settings
+    extra_targets : further files its target builds, by rules of their own (e.g. the peers'
+        comparison table and figures)
     """
 
     name: str
@@ -165,12 +169,13 @@ class Experiment:
     variants: Callable[[dict[str, Any], int], list[Variant]] = field(compare=False)
     split: str = "test"
     selects_best: bool = False
+    extra_targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for s in self.stages:
-            if s not in vocab.HELDOUT_STAGES:
+            if s not in vocab.PER_SESSION_STAGES:
                 raise ValueError(
-                    f"experiment {self.name}: {s!r} is not a per-session stage; use one of {vocab.HELDOUT_STAGES}"
+                    f"experiment {self.name}: {s!r} is not a per-session stage; use one of {vocab.PER_SESSION_STAGES}"
                 )
         if self.split not in vocab.SPLITS:
             raise ValueError(f"experiment {self.name}: unknown split {self.split!r}; use one of {vocab.SPLITS}")
@@ -193,9 +198,15 @@ class Experiment:
             return []
         return [v for v in self.variants(config, n_usable_pretrain) if not v.from_best]
 
+    @property
+    def pretrain_stages(self) -> tuple[str, ...]:
+        """The pretraining stages its fine-tuned stages start from (in stage order)."""
+        wanted = {vocab.stage(s).pretrained for s in self.stages} - {None}
+        return tuple(s for s in vocab.PRETRAIN_STAGES if s in wanted)
+
     def trains(self, stage: str) -> bool:
-        """Whether it trains ``stage`` ('pretrain' when its variants pretrain their own model)."""
-        return stage in self.stages or (stage == vocab.PRETRAIN.name and self.own_pretrain)
+        """Whether it trains ``stage`` (a pretraining stage when its variants pretrain their own models)."""
+        return stage in self.stages or (self.own_pretrain and stage in self.pretrain_stages)
 
 
 # ------------------------------------------------------------------------------------ variants
@@ -289,6 +300,19 @@ EXPERIMENTS: dict[str, Experiment] = {
             _HELDOUT_NEDS,
             False,
             _fraction_variants,
+        ),
+        Experiment(
+            "peers",
+            "NEDS and its peers, fine-tuned (over seeds)",
+            (vocab.FINETUNE.name, vocab.POYO_FINETUNE.name, vocab.NDT2_FINETUNE.name),
+            False,
+            _seed_variants,
+            extra_targets=(
+                "results/experiments/peers/comparison.md",
+                "results/figures/peers_decoding.png",
+                "results/figures/peers_encoding.png",
+                "results/figures/training_curves_peers.png",
+            ),
         ),
         Experiment(
             "sweep",

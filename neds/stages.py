@@ -202,9 +202,10 @@ def run_training(
 ) -> dict:
     """Train one model on binned sessions (one rule of the training stage).
 
-    stage : a stage of :data:`neds.vocab.STAGES`: its model mode is the one trained, and a stage
-        that starts from the pretrained model ('finetune': shared weights from ``pretrained``,
-        new session-specific layers) needs ``pretrained``; the others start from random weights.
+    stage : a stage of :data:`neds.vocab.STAGES`: its architecture and model mode are the ones
+        trained, and a stage that starts from a pretrained model ('finetune', 'ndt2_finetune',
+        'poyo_finetune': shared weights from ``pretrained``, new session-specific layers) needs
+        ``pretrained``; the others start from random weights.
     stores : binned Zarr stores; their order is the model's session vocabulary
 
     The stores are verified as they are read (:func:`neds.io.store.open_binned`). The run is keyed
@@ -218,22 +219,25 @@ def run_training(
     from neds import vocab
     from neds.data.dataset import load_sessions
     from neds.io.store import open_zarr, store_fingerprint
-    from neds.train import TrainConfig, build_model, checkpoint_identity, init_shared_from, train
+    from neds.train import TrainConfig, build_model, checkpoint_identity, init_shared_from, model_class, train
 
     kind = vocab.stage(stage)  # ValueError naming the stages for an unknown one
     if kind.from_pretrained != (pretrained is not None):
         starts = [s.name for s in vocab.STAGES.values() if s.from_pretrained]
         raise ValueError(
-            f"{stage}: the stages that start from the pretrained model ({', '.join(starts)}) need its checkpoint, "
+            f"{stage}: the stages that start from a pretrained model ({', '.join(starts)}) need its checkpoint, "
             "and only they take one"
         )
     if threads:
         torch.set_num_threads(threads)
     tcfg = TrainConfig.from_dict(train_config)
-    data = load_sessions(stores)
+    cls = model_class(kind.architecture)
+    data = load_sessions(stores, events=cls.reads_events)
     torch.manual_seed(tcfg.seed)  # the initial weights, like every later draw, come from training.seed
-    n_bins = int(data.spikes.shape[1])  # the model's time axis is the binned trials' (binning.window_s / bin_size_s)
-    model = build_model({**model_config, "n_bins": n_bins}, data.n_units, kind.mode, eids=list(data.eids))
+    # the model's time axis is the binned trials' (binning.window_s / bin_size_s)
+    shape = {"n_bins": int(data.spikes.shape[1]), "bin_size_s": data.bin_size_s}
+    config = {**model_config, **{k: v for k, v in shape.items() if k in _config_fields(cls)}}
+    model = build_model(config, data.n_units, kind.mode, list(data.eids), kind.architecture, data.subjects)
     extra = {"stage": stage, "stores": [str(s) for s in stores]}
     inputs = {
         "stores": [store_fingerprint(s) for s in stores],
@@ -247,6 +251,13 @@ def run_training(
     summary = train(model, data, tcfg, out_dir, extra=extra, inputs=inputs)
     _log.info("%s: best epoch %s, validation %s", stage, summary.get("best_epoch"), summary.get("best_val"))
     return summary
+
+
+def _config_fields(cls) -> set[str]:
+    """The field names of a model class's config dataclass."""
+    from dataclasses import fields
+
+    return {f.name for f in fields(cls.Config)}
 
 
 def launch_training(
@@ -309,15 +320,26 @@ def launch_training(
 
 
 def _predict_checkpoint(path: str | Path, data, split: str, per_behaviour: bool = True) -> tuple[dict, int]:
-    """Predictions of the NEDS checkpoint ``path`` on the ``split`` trials of ``data`` (one session,
-    the one it was trained on, else ValueError) and the epoch its weights are from."""
+    """Predictions of the checkpoint ``path`` (any architecture) on the ``split`` trials of
+    ``data`` (one session, the one it was trained on, else ValueError) and the epoch its weights
+    are from. ``data`` must hold the spike events for a model that reads them (POYO+)."""
     from neds.evaluate.evaluation import predict_model
     from neds.train import load_model
 
     model, ckpt = load_model(path)
     if ckpt["vocab"]["eids"] != data.eids:
         raise ValueError(f"{path} was trained on {ckpt['vocab']['eids']}, not on {data.eids}")
+    if model.reads_events and data.event_time is None:
+        raise ValueError(f"{path} reads spike events; load the session with load_sessions(..., events=True)")
     return predict_model(model, data, split, per_behaviour=per_behaviour), ckpt["state"]["epoch"]
+
+
+def _reads_events(models: Mapping[str, str | Path]) -> bool:
+    """Whether a model among ``models`` (method name -> checkpoint) reads spike events (POYO+)."""
+    from neds import vocab
+    from neds.train import model_class
+
+    return any(model_class(vocab.stage(vocab.stage_of_method(m)).architecture).reads_events for m in models)
 
 
 def run_evaluate_session(
@@ -341,7 +363,7 @@ def run_evaluate_session(
     from neds.evaluate.baselines import linear_decoding, linear_encoding
     from neds.evaluate.evaluation import oracle_rates, predictions_dataset, score
 
-    data = load_sessions([store])
+    data = load_sessions([store], events=_reads_events(models))
     eid = data.eids[0]
     methods: dict[str, tuple[dict, dict]] = {}
     for name, path in models.items():
@@ -447,7 +469,7 @@ def run_score_models(
     from neds.data.dataset import load_sessions
     from neds.evaluate.evaluation import score
 
-    data = load_sessions([store])
+    data = load_sessions([store], events=_reads_events(models))
     rows = []
     for name, path in models.items():
         pred, epoch = _predict_checkpoint(path, data, split, per_behaviour=False)

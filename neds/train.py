@@ -40,7 +40,7 @@ from neds.data.dataset import TrialData
 from neds.evaluate.evaluation import SELECTION_KEYS, predict_trials, score
 from neds.io.files import atomic_write, write_json
 from neds.model.base import TrialModel
-from neds.model.neds import LOSS_PARTS, ModelConfig, model_summary
+from neds.model.neds import LOSS_PARTS, model_summary
 from neds.vocab import MODE_SCHEMES, MULTIMODAL_MODE, NEDS_ARCHITECTURE
 
 __all__ = [

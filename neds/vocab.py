@@ -39,6 +39,7 @@ __all__ = [
     "PRETRAIN_STAGES",
     "PEER_STAGES",
     "PER_SESSION_STAGES",
+    "NEDS_STAGES",
     "NDT2_PRETRAIN",
     "NDT2_FINETUNE",
     "POYO_PRETRAIN",
@@ -153,10 +154,22 @@ NDT2_PRETRAIN = Stage(
     NDT2_ARCHITECTURE,
 )
 NDT2_FINETUNE = Stage(
-    "ndt2_finetune", DECODING_MODE, "ndt2", "ndt2_pretrain", True, "NDT2 fine-tuning (per held-out session)", NDT2_ARCHITECTURE
+    "ndt2_finetune",
+    DECODING_MODE,
+    "ndt2",
+    "ndt2_pretrain",
+    True,
+    "NDT2 fine-tuning (per held-out session)",
+    NDT2_ARCHITECTURE,
 )
 POYO_PRETRAIN = Stage(
-    "poyo_pretrain", DECODING_MODE, None, None, False, "POYO+ pretraining (all pretraining sessions)", POYO_PLUS_ARCHITECTURE
+    "poyo_pretrain",
+    DECODING_MODE,
+    None,
+    None,
+    False,
+    "POYO+ pretraining (all pretraining sessions)",
+    POYO_PLUS_ARCHITECTURE,
 )
 POYO_FINETUNE = Stage(
     "poyo_finetune",
@@ -170,7 +183,17 @@ POYO_FINETUNE = Stage(
 
 STAGES: dict[str, Stage] = {
     s.name: s
-    for s in (PRETRAIN, FINETUNE, SCRATCH, ENCODING, DECODING, NDT2_PRETRAIN, NDT2_FINETUNE, POYO_PRETRAIN, POYO_FINETUNE)
+    for s in (
+        PRETRAIN,
+        FINETUNE,
+        SCRATCH,
+        ENCODING,
+        DECODING,
+        NDT2_PRETRAIN,
+        NDT2_FINETUNE,
+        POYO_PRETRAIN,
+        POYO_FINETUNE,
+    )
 }
 HELDOUT_STAGES = tuple(s.name for s in STAGES.values() if s.per_session and s.architecture == NEDS_ARCHITECTURE)
 """The NEDS stages trained per held-out session (the main run's evaluation), in table order."""
@@ -179,6 +202,8 @@ PRETRAIN_STAGES = tuple(s.name for s in STAGES.values() if not s.per_session)
 PEER_STAGES = tuple(s.name for s in STAGES.values() if s.per_session and s.architecture != NEDS_ARCHITECTURE)
 """The peers' stages trained per held-out session (fine-tuned NDT2 and POYO+): the peers comparison."""
 PER_SESSION_STAGES = HELDOUT_STAGES + PEER_STAGES
+NEDS_STAGES = tuple(s.name for s in STAGES.values() if s.architecture == NEDS_ARCHITECTURE)
+"""The stages of the main run (NEDS's): its training-curves figure."""
 UNIMODAL_STAGES = tuple(
     s.name for s in STAGES.values() if s.architecture == NEDS_ARCHITECTURE and s.mode != MULTIMODAL_MODE
 )

@@ -50,6 +50,7 @@ PLANS = {
         ("finetune", "scratch"),
         False,
     ),
+    "peers": (["seed_42", "seed_43", "seed_44"], ("finetune", "poyo_finetune", "ndt2_finetune"), False),
     "sweep": (["trial_00", "trial_01", "trial_02", "trial_03", SWEEP_BEST], ("scratch",), False),
 }
 
@@ -65,8 +66,8 @@ def test_plan_of_each_experiment(config, name):
     assert exp.name == name and EXPERIMENT_TITLES[name] == exp.title and exp.title
     assert list(_variants(config, name)) == names
     assert exp.stages == stages and exp.own_pretrain == own_pretrain
-    assert exp.trains(vocab.PRETRAIN.name) == own_pretrain
-    assert set(exp.stages) <= set(vocab.HELDOUT_STAGES)
+    assert exp.trains(vocab.PRETRAIN.name) == (own_pretrain and vocab.FINETUNE.name in stages)
+    assert set(exp.stages) <= set(vocab.PER_SESSION_STAGES)
     for v in exp.variants(config, N_USABLE):
         assert re.fullmatch(r"[A-Za-z0-9_.-]+", v.name)  # a folder name and the workflow's variant wildcard
         assert exp.variant(config, v.name, N_USABLE) == v
@@ -206,3 +207,17 @@ def test_slurm_profile_covers_every_gpu_rule_and_every_derived_rule():
         assert per_rule.get(name, {}).get("slurm_partition", default_partition) != default_partition, name
     for child, parent in derived.items():
         assert per_rule.get(child) == per_rule.get(parent), f"{child} (use rule {parent}) lacks {parent}'s block"
+
+
+def test_the_peers_experiment_fine_tunes_each_model_from_its_own_pretraining(config):
+    exp = EXPERIMENTS["peers"]
+    assert exp.pretrain_stages == (vocab.PRETRAIN.name, vocab.NDT2_PRETRAIN.name, vocab.POYO_PRETRAIN.name)
+    assert not any(exp.trains(s) for s in exp.pretrain_stages)  # from the main run's pretrained models
+    for stage in exp.stages:
+        kind = vocab.stage(stage)
+        assert kind.from_pretrained and vocab.stage(kind.pretrained).architecture == kind.architecture
+        model, training = _variants(config, "peers")["seed_43"].settings(config, stage)
+        assert training["seed"] == 43
+        assert model == model_settings(config, stage)  # the architecture's own config section
+    assert set(model_settings(config, vocab.NDT2_FINETUNE.name)) == set(config["ndt2"])
+    assert set(model_settings(config, vocab.POYO_FINETUNE.name)) == set(config["poyo_plus"])

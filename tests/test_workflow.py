@@ -596,7 +596,7 @@ def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
     assert snakemake(tmp_path, "--unlock").returncode == 0
     done = snakemake(tmp_path, "--cores", "1", target)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "resuming" in (tmp_path / "logs" / "pretrain_model.log").read_text()
+    assert "resuming" in (tmp_path / "logs" / "pretrain_model" / "pretrain.log").read_text()
     assert len((models / "history.jsonl").read_text().splitlines()) == epochs
     resumed = load_model(models / "model.pt")[0].state_dict()
 
@@ -626,7 +626,9 @@ def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
 
     forced = snakemake(tmp_path, "--cores", "1", target, "--forcerun", "pretrain_model")
     assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
-    assert "finished all" in (tmp_path / "logs" / "pretrain_model.log").read_text()  # nothing trained again
+    assert (
+        "finished all" in (tmp_path / "logs" / "pretrain_model" / "pretrain.log").read_text()
+    )  # nothing trained again
     assert len((models / "history.jsonl").read_text().splitlines()) == epochs
     for name, value in load_model(models / "model.pt")[0].state_dict().items():
         assert torch.equal(resumed[name], value), name
@@ -635,7 +637,7 @@ def test_killed_run_resumes_and_changed_data_retrains(tmp_path):
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(tiny))
     changed = snakemake(tmp_path, "--cores", "1", target)
     assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
-    log = (tmp_path / "logs" / "pretrain_model.log").read_text()
+    log = (tmp_path / "logs" / "pretrain_model" / "pretrain.log").read_text()
     assert "differ" in log and "resuming" not in log
     assert json.loads((models / "summary.json").read_text())["epochs"] == epochs
     assert len((models / "history.jsonl").read_text().splitlines()) == epochs

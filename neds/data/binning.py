@@ -3,6 +3,12 @@
 All functions are vectorised over spikes, trials and units: there is no Python loop over
 trials or units. Bins are half-open, ``[edge_j, edge_{j+1})``, and the edges of trial ``k`` are
 ``align_times[k] + window[0] + j * bin_size`` for ``j = 0..n_bins``.
+
+Spike events (:func:`spike_events`) are the spikes that :func:`bin_spikes` counts, as float32
+times from the start of their trial window and unit indices. A stored event time is placed in
+bin ``floor(time / bin_size)`` (:func:`event_bins`, in float64); each time is rounded to the
+float32 nearest its exact value that this rule places in the bin that counted it, so the events'
+histogram (:func:`count_events`) equals the counts exactly.
 """
 
 from __future__ import annotations
@@ -15,6 +21,11 @@ __all__ = [
     "bin_edges",
     "bin_centres",
     "bin_spikes",
+    "spike_events",
+    "event_bins",
+    "fit_to_bins",
+    "count_events",
+    "mismatched_trials",
     "sample_behaviour",
     "n_bins_for",
     "is_sorted",
@@ -119,14 +130,7 @@ def bin_spikes(
     spike_times = np.asarray(spike_times)
     spike_units = np.asarray(spike_units)
     align_times = np.asarray(align_times, dtype=np.float64)
-    if spike_times.shape != spike_units.shape or spike_times.ndim != 1:
-        raise ValueError(
-            f"spike_times {spike_times.shape} and spike_units {spike_units.shape} must be 1-D and of equal length"
-        )
-    if not np.all(np.isfinite(align_times)):
-        raise ValueError("align_times contains NaN or inf; exclude those trials before binning")
-    if check_sorted and not is_sorted(spike_times):
-        raise ValueError("spike_times must be sorted ascending; sort them (np.argsort, kind='stable')")
+    _check_spike_inputs(spike_times, spike_units, align_times, check_sorted)
     edges = bin_edges(align_times, window, bin_size)  # (K, T+1)
     n_trials, n_bins = edges.shape[0], edges.shape[1] - 1
     counts = np.zeros((n_trials, n_bins, n_units), dtype=dtype)
@@ -140,6 +144,19 @@ def bin_spikes(
         k1 = min(n_trials, k0 + chunk)
         counts[k0:k1] = _count_block(spike_units, idx[k0:k1], per_bin[k0:k1], n_units, dtype)
     return counts
+
+
+def _check_spike_inputs(
+    spike_times: np.ndarray, spike_units: np.ndarray, align_times: np.ndarray, check_sorted: bool
+) -> None:
+    if spike_times.shape != spike_units.shape or spike_times.ndim != 1:
+        raise ValueError(
+            f"spike_times {spike_times.shape} and spike_units {spike_units.shape} must be 1-D and of equal length"
+        )
+    if not np.all(np.isfinite(align_times)):
+        raise ValueError("align_times contains NaN or inf; exclude those trials before binning")
+    if check_sorted and not is_sorted(spike_times):
+        raise ValueError("spike_times must be sorted ascending; sort them (np.argsort, kind='stable')")
 
 
 def is_sorted(x: np.ndarray, block: int = 1 << 20) -> bool:
@@ -169,6 +186,258 @@ def _count_block(
     if out.size and out.max() > np.iinfo(dtype).max:
         raise OverflowError(f"a bin holds more than {np.iinfo(dtype).max} spikes; use a wider dtype")
     return out.astype(dtype, copy=False).reshape(k, n_bins, n_units)
+
+
+# Most one-ulp steps a float32 event time is moved by to land in its bin (in practice 0 or 1).
+_MAX_NUDGES = 64
+
+
+def event_bins(event_time: np.ndarray, bin_size: float) -> np.ndarray:
+    """The bin of each event time: ``floor(time / bin_size)`` in float64.
+
+    Parameters
+    ----------
+    event_time : (E,) float, s from the start of the trial window (finite)
+    bin_size : float, s
+
+    Returns
+    -------
+    (E,) int64
+    """
+    with np.errstate(invalid="ignore"):
+        return np.floor(np.asarray(event_time, dtype=np.float64) / float(bin_size)).astype(np.int64)
+
+
+def fit_to_bins(event_time: np.ndarray, bins: np.ndarray, bin_size: float) -> np.ndarray:
+    """Float32 event times moved by the fewest float32 steps that put each in its bin.
+
+    Rounding a time near a bin edge to float32 may carry it across the edge (or to the end of the
+    window); such a time is moved back to the nearest float32 that :func:`event_bins` places in
+    ``bins``. The others are returned unchanged.
+
+    Parameters
+    ----------
+    event_time : (E,) float32, s from the start of the trial window
+    bins : (E,) int, the bin each event belongs to
+    bin_size : float, s
+
+    Returns
+    -------
+    (E,) float32 (a copy)
+
+    Raises
+    ------
+    ValueError
+        If a bin holds no float32 time near the given one (a window far too long for float32).
+    """
+    t = np.array(event_time, dtype=np.float32)
+    bins = np.asarray(bins, dtype=np.int64)
+    bad = np.flatnonzero(event_bins(t, bin_size) != bins)
+    for _ in range(_MAX_NUDGES):
+        if not bad.size:
+            return t
+        towards = np.where(event_bins(t[bad], bin_size) > bins[bad], -np.inf, np.inf).astype(np.float32)
+        t[bad] = np.nextafter(t[bad], towards)
+        bad = bad[event_bins(t[bad], bin_size) != bins[bad]]
+    if not bad.size:
+        return t
+    raise ValueError(
+        f"{bad.size} event time(s) cannot be placed in their {bin_size} s bins as float32; "
+        "shorten binning.window_s or widen binning.bin_size_s"
+    )
+
+
+def spike_events(
+    spike_times: np.ndarray,
+    spike_units: np.ndarray,
+    align_times: np.ndarray,
+    window: tuple[float, float],
+    bin_size: float,
+    unit_map: np.ndarray | None = None,
+    check_sorted: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The spikes that :func:`bin_spikes` counts, as events: time and unit, trial by trial.
+
+    Same bins (half-open, the same edges), so :func:`count_events` of the result equals
+    ``bin_spikes(...)`` (restricted to the units kept by ``unit_map``, renumbered). Overlapping
+    windows each hold their own copy of a shared spike.
+
+    Parameters
+    ----------
+    spike_times : (S,) float, s, sorted ascending
+    spike_units : (S,) int, unit index of each spike
+    align_times : (K,) float, s, finite
+    window : (start, stop), s
+    bin_size : float, s
+    unit_map : (U,) int, optional
+        The output index of each input unit, negative for a unit whose spikes are left out
+        (default: every unit keeps its index).
+    check_sorted : verify that ``spike_times`` is sorted (skip it when the caller has)
+
+    Returns
+    -------
+    time : (E,) float32
+        Seconds from the start of the trial window, in ``[0, T * bin_size)``; within
+        ``[k * bin_size, (k + 1) * bin_size)`` by :func:`event_bins` for an event of bin k.
+    unit : (E,) int32
+        Unit index (after ``unit_map``).
+    n_events : (K,) int64
+        Events per trial. The events are the trials' concatenated in trial order, and within a
+        trial sorted by time, ties by unit.
+    """
+    spike_times = np.asarray(spike_times)
+    spike_units = np.asarray(spike_units)
+    align_times = np.asarray(align_times, dtype=np.float64)
+    _check_spike_inputs(spike_times, spike_units, align_times, check_sorted)
+    edges = bin_edges(align_times, window, bin_size)  # (K, T+1)
+    n_trials, n_bins = edges.shape[0], edges.shape[1] - 1
+    empty = (np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(n_trials, np.int64))
+    if n_trials == 0 or spike_times.size == 0:
+        return empty
+    idx = np.searchsorted(spike_times, edges.ravel(), side="left").reshape(edges.shape)
+    per_bin = np.diff(idx, axis=1)  # (K, T)
+    lengths = per_bin.sum(axis=1)
+    total = int(lengths.sum())
+    if total == 0:
+        return empty
+    # the spikes of every window, concatenated (as in _count_block), with their trial and bin
+    spike_index = np.arange(total, dtype=np.int64) + np.repeat(idx[:, 0] - (np.cumsum(lengths) - lengths), lengths)
+    trial = np.repeat(np.arange(n_trials, dtype=np.int64), lengths)
+    bins = np.repeat(np.tile(np.arange(n_bins, dtype=np.int64), n_trials), per_bin.ravel())
+    units = spike_units[spike_index].astype(np.int64, copy=False)
+    if unit_map is not None:
+        units = np.asarray(unit_map, dtype=np.int64)[units]
+        keep = units >= 0
+        spike_index, trial, bins, units = spike_index[keep], trial[keep], bins[keep], units[keep]
+    time = fit_to_bins((spike_times[spike_index] - edges[trial, 0]).astype(np.float32), bins, bin_size)
+    del spike_index, bins
+    units = _sort_events(time, units, trial)
+    n_events = np.bincount(trial, minlength=n_trials).astype(np.int64)
+    return time, units.astype(np.int32), n_events
+
+
+def _sort_events(time: np.ndarray, unit: np.ndarray, trial: np.ndarray) -> np.ndarray:
+    """Put events sorted by (trial, time) in (trial, time, unit) order; returns the units.
+
+    ``time`` and ``unit`` are sorted in place when they were not in (trial, time) order (never
+    for sorted spike times: float32 rounding and :func:`fit_to_bins` keep the order), otherwise
+    only the units of events sharing a trial and a time are sorted.
+    """
+    if time.size < 2:
+        return unit
+    same_trial = trial[1:] == trial[:-1]
+    if np.any((time[1:] < time[:-1]) & same_trial):
+        order = np.lexsort((unit, time, trial))
+        time[:] = time[order]
+        return unit[order]
+    new = np.ones(time.size, dtype=bool)  # the first event of each run of equal (trial, time)
+    new[1:] = (time[1:] != time[:-1]) | ~same_trial
+    tied = ~new
+    tied[:-1] |= ~new[1:]
+    sub = np.flatnonzero(tied)
+    if sub.size:
+        group = np.cumsum(new)[sub]
+        unit = unit.copy()
+        unit[sub] = unit[sub][np.lexsort((unit[sub], group))]
+    return unit
+
+
+def _event_count_blocks(event_time, event_unit, n_events, n_bins: int, n_units: int, bin_size: float):
+    """Yield ``(k0, k1, counts)`` over blocks of trials, counts (k1 - k0, T, U) int64 of the events
+    of trials k0..k1-1, in passes of at most ``_MAX_CELLS_PER_PASS`` cells."""
+    n_events = np.asarray(n_events, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(n_events)])
+    n_trials = n_events.size
+    chunk = max(1, _MAX_CELLS_PER_PASS // max(1, n_bins * n_units))
+    for k0 in range(0, n_trials, chunk):  # a handful of passes over trial blocks
+        k1 = min(n_trials, k0 + chunk)
+        a, b = offsets[k0], offsets[k1]
+        trial = np.repeat(np.arange(k1 - k0, dtype=np.int64), n_events[k0:k1])
+        flat = (trial * n_bins + event_bins(event_time[a:b], bin_size)) * n_units + event_unit[a:b]
+        yield k0, k1, np.bincount(flat, minlength=(k1 - k0) * n_bins * n_units).reshape(k1 - k0, n_bins, n_units)
+
+
+def _check_event_ranges(event_time, event_unit, n_events, n_bins: int, n_units: int, bin_size: float) -> None:
+    bins = event_bins(event_time, bin_size)
+    if np.asarray(n_events).sum() != len(event_time) or len(event_time) != len(event_unit):
+        raise ValueError(
+            f"n_events sums to {int(np.asarray(n_events).sum())}, but there are {len(event_time)} event times "
+            f"and {len(event_unit)} event units"
+        )
+    if np.any(np.asarray(n_events) < 0):
+        raise ValueError("n_events holds negative counts")
+    if bins.size and (bins.min() < 0 or bins.max() >= n_bins):
+        raise ValueError(f"event times outside the window [0, {n_bins} x {bin_size} s)")
+    if len(event_unit) and (np.min(event_unit) < 0 or np.max(event_unit) >= n_units):
+        raise ValueError(f"event units outside [0, {n_units})")
+
+
+def count_events(
+    event_time: np.ndarray,
+    event_unit: np.ndarray,
+    n_events: np.ndarray,
+    n_bins: int,
+    n_units: int,
+    bin_size: float,
+    dtype: np.dtype = np.uint16,
+) -> np.ndarray:
+    """Histogram of each trial's events over (bin, unit): the counts the events stand for.
+
+    Parameters
+    ----------
+    event_time : (E,) float, s from the start of the trial window
+    event_unit : (E,) int, in ``[0, n_units)``
+    n_events : (K,) int, events per trial (trial k's follow those of trials < k)
+    n_bins, n_units : T, U
+    bin_size : float, s
+    dtype : numpy integer dtype of the result
+
+    Returns
+    -------
+    (K, T, U) ``dtype``
+
+    Raises
+    ------
+    ValueError
+        If the lengths disagree, or a time lies outside the window or a unit outside ``[0, U)``.
+    """
+    event_time = np.asarray(event_time)
+    event_unit = np.asarray(event_unit)
+    _check_event_ranges(event_time, event_unit, n_events, n_bins, n_units, bin_size)
+    out = np.zeros((len(n_events), n_bins, n_units), dtype=dtype)
+    for k0, k1, block in _event_count_blocks(event_time, event_unit, n_events, n_bins, n_units, bin_size):
+        if block.size and block.max() > np.iinfo(dtype).max:
+            raise OverflowError(f"a bin holds more than {np.iinfo(dtype).max} events; use a wider dtype")
+        out[k0:k1] = block
+    return out
+
+
+def mismatched_trials(
+    event_time: np.ndarray, event_unit: np.ndarray, n_events: np.ndarray, counts: np.ndarray, bin_size: float
+) -> np.ndarray:
+    """The trials whose events' histogram over (bin, unit) differs from their counts.
+
+    Parameters
+    ----------
+    event_time, event_unit, n_events : as for :func:`count_events` (in range; it raises otherwise)
+    counts : (K, T, U) int, the binned counts
+    bin_size : float, s
+
+    Returns
+    -------
+    (m,) int64, positions along the trial axis (empty when every trial agrees)
+    """
+    event_time = np.asarray(event_time)
+    event_unit = np.asarray(event_unit)
+    n_trials, n_bins, n_units = counts.shape
+    if len(n_events) != n_trials:
+        raise ValueError(f"{len(n_events)} event counts for {n_trials} trials")
+    _check_event_ranges(event_time, event_unit, n_events, n_bins, n_units, bin_size)
+    bad = []
+    for k0, _, block in _event_count_blocks(event_time, event_unit, n_events, n_bins, n_units, bin_size):
+        differs = (block != counts[k0 : k0 + len(block)]).reshape(len(block), -1).any(axis=1)
+        bad.append(k0 + np.flatnonzero(differs))
+    return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
 
 def sample_behaviour(

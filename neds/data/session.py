@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from neds import __version__
-from neds.data.binning import bin_centres, bin_spikes, n_bins_for, sample_behaviour
+from neds.data.binning import bin_centres, bin_spikes, n_bins_for, sample_behaviour, spike_events
 from neds.data.trials import (
     TrialCriteria,
     encode_block,
@@ -193,7 +193,11 @@ def bin_session(raw: RawSession, params: BinningParams, source: str = "") -> Bin
     Returns
     -------
     BinnedSession
-        ``dataset`` holds ``spikes`` (trial, time, unit) uint16 counts, ``wheel_speed`` and
+        ``dataset`` holds ``spikes`` (trial, time, unit) uint16 counts, the same spikes as events
+        (``spike_event_time`` float32 s from the start of the trial window and ``spike_event_unit``
+        int32 index into ``unit``, both along ``spike_event``: the trials' events concatenated in
+        trial order, ``n_spike_events`` (trial) int64 per trial; their histogram over (bin, unit)
+        is ``spikes``, see :func:`neds.data.binning.spike_events`), ``wheel_speed`` and
         ``whisker_motion_energy`` (trial, time) float32 in [0, 1], ``choice`` (trial) int8 in
         {0, 1} and ``block`` (trial) int8 in {0, 1, 2}, with unit and trial coordinates and
         provenance attrs.
@@ -285,6 +289,17 @@ def bin_session(raw: RawSession, params: BinningParams, source: str = "") -> Bin
     dropped = pd.DataFrame(dropped_rows, columns=DROPPED_COLUMNS)
 
     counts = counts[:, :, unit_keep]
+    unit_map = np.full(len(raw.units), -1, dtype=np.int64)
+    unit_map[unit_keep] = np.arange(int(unit_keep.sum()))
+    event_time, event_unit, n_events = spike_events(
+        raw.spike_times,
+        raw.spike_units,
+        align[kept_idx],
+        params.window_s,
+        params.bin_size_s,
+        unit_map=unit_map,
+        check_sorted=False,  # bin_spikes has checked the order
+    )
     units = raw.units.loc[unit_keep].reset_index(drop=True)
     kept_trials = trials.iloc[kept_idx].reset_index(drop=True)
     split = trial_split(raw.eid, params.split_seed, n_kept, params.split_fractions)
@@ -292,6 +307,22 @@ def bin_session(raw: RawSession, params: BinningParams, source: str = "") -> Bin
 
     data_vars = {
         "spikes": (("trial", "time", "unit"), counts, {"units": "spike count per bin"}),
+        "n_spike_events": (
+            ("trial",),
+            n_events,
+            {"description": "number of spike events of the trial (its spike count)"},
+        ),
+        "spike_event_time": (
+            ("spike_event",),
+            event_time,
+            {
+                "units": "s",
+                "description": f"time from the start of the trial window ({params.align_event} + "
+                f"{params.window_s[0]:g} s), in bin floor(time / bin_size_s); the trials' events concatenated "
+                "in trial order (n_spike_events each), within a trial by time, ties by unit",
+            },
+        ),
+        "spike_event_unit": (("spike_event",), event_unit, {"description": "index into the unit dimension"}),
         "choice": (
             ("trial",),
             encode_choice(kept_trials["choice"].to_numpy()),

@@ -29,8 +29,8 @@ from neds.evaluate.metrics import (
     r2_score,
     single_trial_r2,
 )
-from neds.model.masking import BEHAVIOURS, eval_masks
 from neds.model.base import TrialModel
+from neds.model.masking import BEHAVIOURS, eval_masks
 from neds.model.neds import NEDS
 from neds.vocab import MULTIMODAL_MODE, SELECTION_METRICS
 

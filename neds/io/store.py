@@ -6,6 +6,11 @@ shape and dtype; text by its string content), of the other attrs, and a digest o
 Readers of binned stores (:func:`open_binned`) recompute it, so a chunk that was deleted (Zarr
 reads it back as the fill value), altered or truncated is an error naming the store instead of
 zeros or NaN in a model.
+
+A binned store may hold each trial's spikes as events beside the counts (``spike_event_time``,
+``spike_event_unit``, ``n_spike_events``; stores binned before neds stored them do not).
+:func:`open_binned` checks that the events are exactly the spikes the counts count, whenever a
+store holds them, and requires them only when asked to (``events=True``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from neds.data.binning import event_bins, mismatched_trials
 from neds.io.files import atomic_write
 
 __all__ = [
@@ -33,6 +39,10 @@ __all__ = [
     "write_table",
     "CorruptStoreError",
     "StoreValueError",
+    "MissingEventsError",
+    "EVENT_VARIABLES",
+    "has_spike_events",
+    "check_spike_events",
     "FINGERPRINT_ALGORITHM",
     "content_fingerprint",
     "store_fingerprint",
@@ -84,6 +94,7 @@ FINGERPRINT_ALGORITHM = "sha256"
 _SPLITS = ("train", "val", "test")
 _LABELS = {"choice": (0, 1), "block": (0, 1, 2)}
 _SCALED = ("wheel_speed", "whisker_motion_energy")
+EVENT_VARIABLES = ("spike_event_time", "spike_event_unit", "n_spike_events")
 
 
 class CorruptStoreError(ValueError):
@@ -94,7 +105,13 @@ class CorruptStoreError(ValueError):
 
 class StoreValueError(CorruptStoreError):
     """A binned store whose values are outside their valid range (negative or non-integer spike
-    counts, behaviour outside [0, 1] or not finite, labels outside their classes, unknown splits)."""
+    counts, behaviour outside [0, 1] or not finite, labels outside their classes, unknown splits),
+    or whose spike events are not the spikes its counts count."""
+
+
+class MissingEventsError(ValueError):
+    """A binned store asked for its spike events (``open_binned(..., events=True)``) that holds
+    none: it was binned before neds stored them. The message names the store and how to rebuild it."""
 
 
 def _is_binned(attrs: dict, names) -> bool:
@@ -367,7 +384,8 @@ def _mismatches(ds: xr.Dataset, recorded: dict) -> list[str]:
 def check_binned_values(ds: xr.Dataset, where: str | Path | None = None) -> None:
     """Check the ranges of a binned store's values: ``spikes`` non-negative integers,
     ``wheel_speed`` and ``whisker_motion_energy`` finite and in [0, 1], ``choice`` in {0, 1},
-    ``block`` in {0, 1, 2}, ``split`` in {train, val, test} (the variables present).
+    ``block`` in {0, 1, 2}, ``split`` in {train, val, test} (the variables present); and the spike
+    events, when the store holds them (:func:`check_spike_events`).
 
     Raises
     ------
@@ -397,6 +415,7 @@ def check_binned_values(ds: xr.Dataset, where: str | Path | None = None) -> None
             problems.append(f"{name} has {n} value(s) outside the classes {set(allowed)}")
     if "split" in ds.variables and (n := int((~np.isin(as_str(ds["split"].values), _SPLITS)).sum())):
         problems.append(f"split has {n} value(s) other than {', '.join(_SPLITS)}")
+    problems += _event_problems(ds)
     if problems:
         raise StoreValueError(
             f"binned store {where} holds invalid values: {'; '.join(problems)}. Its checksum matches, so they were "
@@ -404,15 +423,18 @@ def check_binned_values(ds: xr.Dataset, where: str | Path | None = None) -> None
         )
 
 
-def open_binned(path: str | Path) -> xr.Dataset:
+def open_binned(path: str | Path, events: bool = False) -> xr.Dataset:
     """Open a binned session store, verified and loaded.
 
     The values are checked against the store's content fingerprint (:func:`verify_store`) and,
-    in the binned layout (a ``spikes`` variable), their ranges (:func:`check_binned_values`).
+    in the binned layout (a ``spikes`` variable), their ranges (:func:`check_binned_values`),
+    the spike events included when the store holds them (:func:`check_spike_events`).
 
     Parameters
     ----------
     path : the store
+    events : require the spike events (a store binned before neds stored them has none; without
+        ``events`` it opens all the same, for the models that read counts only)
 
     Raises
     ------
@@ -420,7 +442,10 @@ def open_binned(path: str | Path) -> xr.Dataset:
         If the store marks an unusable session (its attrs give the reason).
     CorruptStoreError
         If the store cannot be decoded, has no fingerprint or does not match it; or
-        :class:`StoreValueError` if its values are out of range.
+        :class:`StoreValueError` if its values are out of range or its spike events are not the
+        spikes its counts count.
+    MissingEventsError
+        If ``events`` and the store holds no spike events.
     """
     ds = _load_checked(path)
     if not ds.attrs.get("usable", True):
@@ -428,7 +453,93 @@ def open_binned(path: str | Path) -> xr.Dataset:
     verify_store(ds, where=path)
     if "spikes" in ds.data_vars:
         check_binned_values(ds, where=path)
+    if events and not has_spike_events(ds):
+        raise MissingEventsError(
+            f"{path} holds no spike events ({', '.join(EVENT_VARIABLES)}): it was binned before neds stored them, "
+            f"and a model that reads events (POYO+) needs them; to add them, {_rebuild_hint(path, ds.attrs, True)}"
+        )
     return ds
+
+
+def has_spike_events(ds: xr.Dataset) -> bool:
+    """Whether a binned dataset holds spike events (all of :data:`EVENT_VARIABLES`)."""
+    return all(name in ds.variables for name in EVENT_VARIABLES)
+
+
+def check_spike_events(ds: xr.Dataset, where: str | Path | None = None) -> None:
+    """Check a binned store's spike events against its counts (nothing to check without events).
+
+    ``n_spike_events`` (trial) non-negative and summing to the length of ``spike_event_time`` and
+    ``spike_event_unit`` (spike_event); every time finite and in the trial window
+    ``[0, T * bin_size_s)`` (``attrs["binning"]["bin_size_s"]``); every unit in ``[0, U)``; and,
+    trial by trial, the events' histogram over (bin, unit), with bin ``floor(time / bin_size_s)``
+    (:func:`neds.data.binning.event_bins`), equal to ``spikes``. Vectorised: a few bincount passes
+    over the events.
+
+    Raises
+    ------
+    StoreValueError
+        Naming the store, what is wrong (for a mismatch, the trials) and the fix.
+    """
+    where = where or ds.encoding.get("source", "<dataset>")
+    problems = _event_problems(ds)
+    if problems:
+        raise StoreValueError(
+            f"binned store {where} holds invalid spike events: {'; '.join(problems)}. Its checksum matches, so they "
+            f"were written so: check the binning code, then {_rebuild_hint(where, ds.attrs, True)}"
+        )
+
+
+def _event_problems(ds: xr.Dataset) -> list[str]:
+    """How a binned dataset's spike events are invalid (empty if valid or absent)."""
+    present = [name for name in EVENT_VARIABLES if name in ds.variables]
+    if not present:
+        return []
+    if len(present) < len(EVENT_VARIABLES):
+        missing = [name for name in EVENT_VARIABLES if name not in present]
+        return [f"the spike events are incomplete: {', '.join(present)} without {', '.join(missing)}"]
+    time, unit, n = (ds[name] for name in EVENT_VARIABLES)
+    problems = []
+    for var, dim, kinds, what in (
+        (time, "spike_event", "f", "float"),
+        (unit, "spike_event", "iu", "integer"),
+        (n, "trial", "iu", "integer"),
+    ):
+        if var.dims != (dim,) or var.dtype.kind not in kinds:
+            problems.append(f"{var.name} has dims {var.dims} and dtype {var.dtype}, not ({dim},) {what}")
+    if problems:
+        return problems
+    time, unit, n = time.values, unit.values, n.values.astype(np.int64)
+    if (bad := int((n < 0).sum())) > 0:
+        return [f"n_spike_events has {bad} negative count(s)"]
+    if int(n.sum()) != time.size or unit.size != time.size:
+        return [
+            f"n_spike_events sums to {int(n.sum())}, but spike_event_time holds {time.size} and spike_event_unit "
+            f"{unit.size} events"
+        ]
+    bin_size = (ds.attrs.get("binning") or {}).get("bin_size_s")
+    if not isinstance(bin_size, (int, float)) or not bin_size > 0 or "time" not in ds.sizes:
+        return ["no attrs['binning']['bin_size_s'] or time dimension, so the spike events cannot be placed in bins"]
+    n_bins, n_units = int(ds.sizes["time"]), int(ds.sizes.get("unit", 0))
+    length = n_bins * float(bin_size)
+    with np.errstate(invalid="ignore"):
+        bad_time = ~(time >= 0) | ~(time < length)
+        bad_time[~bad_time] = event_bins(time[~bad_time], bin_size) >= n_bins  # the window's end, by the bin rule
+    if (bad := int(bad_time.sum())) > 0:
+        problems.append(f"spike_event_time has {bad} value(s) outside the trial window [0, {length:g}) s")
+    if (bad := int(((unit < 0) | (unit >= n_units)).sum())) > 0:
+        problems.append(f"spike_event_unit has {bad} value(s) outside the unit indices [0, {n_units})")
+    if problems or "spikes" not in ds.variables:
+        return problems
+    wrong = mismatched_trials(time, unit, n, ds["spikes"].values, float(bin_size))
+    if wrong.size:
+        labels = ds["trial"].values[wrong] if "trial" in ds.variables else wrong
+        shown = ", ".join(str(int(k)) for k in labels[:5]) + (", ..." if wrong.size > 5 else "")
+        problems.append(
+            f"the spike events of {wrong.size} trial(s) (trial {shown}) differ from their spike counts: their "
+            "histogram over (bin, unit) is not spikes"
+        )
+    return problems
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> None:

@@ -118,12 +118,18 @@ class TrialModel(nn.Module):
     modes : the modes (:data:`neds.vocab.MODES`) it can be trained in
     no_weight_decay : names of its own parameters exempt from weight decay
         (:func:`neds.train.param_groups`; submodules may declare their own)
+    reads_events : whether it reads the spike events of a :class:`Batch` (the data are then
+        loaded with them)
+    uses_subjects : whether its constructor takes ``subjects=`` (the subject of each session), and
+        its ``sessions`` has a ``subjects`` list saved with the weights
     """
 
     architecture: ClassVar[str]
     Config: ClassVar[type]
     modes: ClassVar[tuple[str, ...]]
     no_weight_decay: ClassVar[tuple[str, ...]] = ()
+    reads_events: ClassVar[bool] = False
+    uses_subjects: ClassVar[bool] = False
 
     cfg: Any
     mode: str

@@ -15,9 +15,8 @@ their hidden units are masked, and they never reach a loss (see :meth:`NEDS.loss
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn

@@ -19,13 +19,13 @@ REMOTE = config["data"]["one"]["mode"] == "remote"
 SIM_DIR = config["simulation"]["output_dir"]
 
 
-MODEL_KINDS = vocab.HELDOUT_STAGES  # the stages trained per held-out session (rule train_model)
+MODEL_KINDS = vocab.HELDOUT_STAGES  # the NEDS stages trained per held-out session (rule train_model)
 PROBE_TARGETS = (vocab.PRETRAIN.name, vocab.FINETUNE.name)  # the models whose unit embeddings are probed
 
 
 wildcard_constraints:
     eid=r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-    stage="|".join(vocab.HELDOUT_STAGES),
+    stage="|".join(vocab.PER_SESSION_STAGES),  # pretrain_model and exp_pretrain: vocab.PRETRAIN_STAGES
     target="|".join(PROBE_TARGETS),
     experiment="|".join(EXPERIMENTS),
     variant=r"[A-Za-z0-9_.-]+",
@@ -43,10 +43,11 @@ def model_settings(stage):
 
 def get_train_input(wildcards):
     """What a per-session stage trains on: the held-out session's store, and the pretrained model
-    for a stage that starts from it (fine-tuning)."""
+    of a stage that starts from one (fine-tuning: NEDS's, NDT2's or POYO+'s)."""
     inputs = {"store": f"results/binned/{wildcards.eid}.zarr"}
-    if vocab.stage(wildcards.stage).from_pretrained:
-        inputs["pretrained"] = "results/models/pretrain/model.pt"
+    kind = vocab.stage(wildcards.stage)
+    if kind.from_pretrained:
+        inputs["pretrained"] = f"results/models/{kind.pretrained}/model.pt"
     return inputs
 
 
@@ -165,13 +166,13 @@ def exp_pretrain_input(wc):
 
 def exp_train_input(wc):
     """A variant's per-session stage: the store, the pretrained model it starts from (its own,
-    or the main run's), and best.json where its settings come from it."""
+    or the main run's, of the stage's architecture), and best.json where its settings come from it."""
     inputs = {"store": f"results/binned/{wc.eid}.zarr", **exp_best(wc)}
-    if vocab.stage(wc.stage).from_pretrained:
+    kind = vocab.stage(wc.stage)
+    if kind.from_pretrained:
         own = EXPERIMENTS[wc.experiment].own_pretrain
-        inputs["pretrained"] = (
-            f"{EXP_DIR}/{wc.experiment}/{wc.variant}/pretrain/model.pt" if own else "results/models/pretrain/model.pt"
-        )
+        folder = f"{EXP_DIR}/{wc.experiment}/{wc.variant}" if own else "results/models"
+        inputs["pretrained"] = f"{folder}/{kind.pretrained}/model.pt"
     return inputs
 
 
@@ -203,7 +204,42 @@ def exp_targets(experiment):
     ]
     if EXPERIMENTS[experiment].selects_best:
         targets.append(f"{EXP_DIR}/{experiment}/best.json")
-    return targets
+    return targets + list(EXPERIMENTS[experiment].extra_targets)
+
+
+# ---------------------------------------------------------------- the peers comparison (experiments.smk)
+PEERS = "peers"  # the experiment comparing NEDS with POYO+ and NDT2 (neds.experiments.EXPERIMENTS)
+
+
+def peers_runs(wildcards, what="summary.json"):
+    """Each compared method's training runs: {method: {'pretrain': [its pretrained model's file],
+    'finetune': [the file of each fine-tuned model, every seed and held-out session]}}, ``what``
+    being summary.json or history.jsonl."""
+    from neds.evaluate.peers import COMPARED
+
+    eids = usable_sessions(HELDOUT_ROLE)
+    variants = [v.name for v in exp_variants(PEERS)]
+    runs = {}
+    for method in COMPARED:
+        stage = vocab.stage_of_method(method)
+        runs[method] = {
+            "pretrain": [f"results/models/{STAGES[stage].pretrained}/{what}"],
+            "finetune": [f"{EXP_DIR}/{PEERS}/{v}/{stage}/{e}/{what}" for v in variants for e in eids],
+        }
+    return runs
+
+
+def peers_histories(wildcards):
+    """The training histories drawn by the peers' training-curves figure, by stage: each compared
+    model's pretraining and, for the first seed, its fine-tuning on every held-out session."""
+    first = exp_variants(PEERS)[0].name
+    eids = usable_sessions(HELDOUT_ROLE)
+    out = {}
+    for method, runs in peers_runs(wildcards, "history.jsonl").items():
+        stage = STAGES[vocab.stage_of_method(method)]
+        out[stage.pretrained] = runs["pretrain"]
+        out[stage.name] = [f"{EXP_DIR}/{PEERS}/{first}/{stage.name}/{e}/history.jsonl" for e in eids]
+    return out
 
 
 # ---------------------------------------------------------------- evaluation, figures, export
@@ -213,16 +249,16 @@ def heldout_models(wildcards):
     return {s: f"results/models/{s}/{wildcards.eid}/model.pt" for s in HELDOUT_STAGES}
 
 
-def training_histories(wildcards):
-    """Every training run's history.jsonl, by stage (neds.vocab.STAGES): the pretrained model's,
-    and each usable held-out session's of the per-session stages."""
+def training_histories(wildcards, stages=vocab.NEDS_STAGES):
+    """The history.jsonl of every training run of ``stages`` (default: the main run's), by stage:
+    a pretrained model's, and each usable held-out session's of the per-session stages."""
     return {
         s: (
             f"results/models/{s}/history.jsonl"
             if not STAGES[s].per_session
             else expand(f"results/models/{s}/{{eid}}/history.jsonl", eid=usable_sessions(HELDOUT_ROLE))
         )
-        for s in STAGES
+        for s in stages
     }
 
 

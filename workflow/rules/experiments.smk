@@ -14,17 +14,17 @@ use rule pretrain_model as exp_pretrain with:
     input:
         unpack(exp_pretrain_input),
     output:
-        model=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/model.pt",
-        history=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/history.jsonl",
-        summary=f"{EXP_DIR}/{{experiment}}/{{variant}}/pretrain/summary.json",
+        model=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/model.pt",
+        history=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/history.jsonl",
+        summary=f"{EXP_DIR}/{{experiment}}/{{variant}}/{{stage}}/summary.json",
     log:
-        f"logs/experiments/{{experiment}}/{{variant}}/pretrain.log",
+        f"logs/experiments/{{experiment}}/{{variant}}/{{stage}}.log",
     benchmark:
-        f"benchmarks/experiments/{{experiment}}/{{variant}}/pretrain.tsv"
+        f"benchmarks/experiments/{{experiment}}/{{variant}}/{{stage}}.tsv"
     params:
-        stage=vocab.PRETRAIN.name,
-        model=lambda wc: exp_settings(wc, vocab.PRETRAIN.name)[0],
-        training=lambda wc: exp_settings(wc, vocab.PRETRAIN.name)[1],
+        stage=lambda wc: wc.stage,
+        model=lambda wc: exp_settings(wc)[0],
+        training=lambda wc: exp_settings(wc)[1],
         variant=exp_variant,
         out_dir=subpath(output.model, parent=True),
 
@@ -157,3 +157,63 @@ rule experiments:
     input:
         [t for e in EXPERIMENTS for t in exp_targets(e)],
         f"{EXP_DIR}/table1.tsv",
+
+
+# The paper's comparison with other large-scale models (snakemake peers): the peers experiment's
+# fine-tuned NEDS, POYO+ and NDT2 over seeds beside the main run's other methods, the gaps beside
+# the paper's, the training budgets, the methods figures and the training curves.
+rule peers_comparison:
+    input:
+        peers=f"{EXP_DIR}/{PEERS}/metrics.tsv",
+        main="results/tables/metrics.tsv",
+        summaries=lambda wc: [p for r in peers_runs(wc).values() for ps in r.values() for p in ps],
+    output:
+        methods=f"{EXP_DIR}/{PEERS}/methods.tsv",
+        table=f"{EXP_DIR}/{PEERS}/comparison.tsv",
+        gaps=f"{EXP_DIR}/{PEERS}/gaps.tsv",
+        costs=f"{EXP_DIR}/{PEERS}/costs.tsv",
+        markdown=report(f"{EXP_DIR}/{PEERS}/comparison.md", caption="../report/peers.rst", category="Experiments"),
+        decoding=report(
+            "results/figures/peers_decoding.png",
+            caption="../report/peers.rst",
+            category="Experiments",
+            labels={"figure": "peers: decoding"},
+        ),
+        decoding_svg="results/figures/peers_decoding.svg",
+        encoding=report(
+            "results/figures/peers_encoding.png",
+            caption="../report/peers.rst",
+            category="Experiments",
+            labels={"figure": "peers: encoding"},
+        ),
+        encoding_svg="results/figures/peers_encoding.svg",
+    log:
+        "logs/experiments/peers/comparison.log",
+    localrule: True
+    conda:
+        "../envs/neds.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        runs=peers_runs,
+    script:
+        "../scripts/peers_comparison.py"
+
+
+use rule plot_training_curves as plot_training_curves_peers with:
+    input:
+        unpack(peers_histories),
+    output:
+        png=report(
+            "results/figures/training_curves_peers.png",
+            caption="../report/training_curves.rst",
+            category="Experiments",
+            labels={"figure": "peers: training curves"},
+        ),
+        svg="results/figures/training_curves_peers.svg",
+    log:
+        "logs/plot_training_curves_peers.log",
+    benchmark:
+        "benchmarks/plot_training_curves_peers.tsv"

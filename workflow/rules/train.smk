@@ -1,8 +1,9 @@
-# Training stage: pretraining on the usable pretraining sessions, then per held-out session every
-# stage of vocab.HELDOUT_STAGES (fine-tuning, from scratch, unimodal encoding and decoding). Both
-# rules run workflow/scripts/train_model.py with the stage in params.stage; the experiments'
-# training rules (experiments.smk) derive from these two, keeping their threads, resources and
-# environment.
+# Training stage: pretraining on the usable pretraining sessions (a stage of vocab.PRETRAIN_STAGES:
+# NEDS's, and its peers' NDT2 and POYO+), then per held-out session a stage of
+# vocab.PER_SESSION_STAGES (NEDS fine-tuned, from scratch, unimodal encoding and decoding; NDT2 and
+# POYO+ fine-tuned). Both rules run workflow/scripts/train_model.py with the stage in params.stage;
+# the experiments' training rules (experiments.smk) derive from these two, keeping their threads,
+# resources and environment.
 
 
 rule pretrain_model:
@@ -10,13 +11,15 @@ rule pretrain_model:
         sessions="results/binned/sessions.tsv",
         stores=lambda wc: expand("results/binned/{eid}.zarr", eid=usable_sessions(PRETRAIN_ROLE)),
     output:
-        model="results/models/pretrain/model.pt",
-        history="results/models/pretrain/history.jsonl",
-        summary="results/models/pretrain/summary.json",
+        model="results/models/{stage}/model.pt",
+        history="results/models/{stage}/history.jsonl",
+        summary="results/models/{stage}/summary.json",
     log:
-        "logs/pretrain_model.log",
+        "logs/pretrain_model/{stage}.log",
     benchmark:
-        "benchmarks/pretrain_model.tsv"
+        "benchmarks/pretrain_model/{stage}.tsv"
+    wildcard_constraints:
+        stage="|".join(vocab.PRETRAIN_STAGES),
     priority: 10  # on the critical path (pretrain -> fine-tune -> evaluate): start it first
     conda:
         "../envs/neds.yaml"
@@ -26,9 +29,9 @@ rule pretrain_model:
         runtime=60 * 24,
         gpu=config["training"]["pretrain_gpus"],
     params:
-        stage=vocab.PRETRAIN.name,
-        model=model_settings(vocab.PRETRAIN.name),
-        training=train_settings(vocab.PRETRAIN.name),
+        stage=lambda wc: wc.stage,
+        model=lambda wc: model_settings(wc.stage),
+        training=lambda wc: train_settings(wc.stage),
         out_dir=subpath(output.model, parent=True),
     script:
         "../scripts/train_model.py"
