@@ -8,7 +8,12 @@ divided by the time to produce the (trials, bins, units) count array), against
   recording with a boolean mask, then histogram them by (time, unit); run with 2 worker processes;
 * the memory-bound floor: one ``np.bincount`` pass over all spike cluster ids.
 
-Run:  python bench/bench_binning.py [--out bench/out/binning.json]
+Spike events (``neds.data.binning.spike_events``, stored beside the counts by ``bin_session``):
+the time to make them, the size on disk of a store written with and without them
+(``neds.io.store.write_zarr``), and what checking them costs when the store is opened
+(``neds.io.store.open_binned``; ``check_spike_events`` alone).
+
+Run:  python bench/bench_binning.py [--out bench/out/binning.json] [--events-only]
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import statistics
+import tempfile
 import time
 import tracemalloc
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neds.data.binning import bin_spikes
+from neds.data.binning import bin_spikes, count_events, spike_events
 
 WINDOW = (-0.5, 1.5)
 BIN = 0.02
@@ -72,15 +80,114 @@ def best_of(fn, repeats):
     return best, result
 
 
+def median_of(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def binned_dataset(counts, events=None):
+    """A store in bin_session's layout: the counts, behaviour, labels, split, and the events if given."""
+    import xarray as xr
+
+    from neds.io.store import text_array
+
+    rng = np.random.default_rng(1)
+    n_trials, n_bins, n_units = counts.shape
+    data_vars = {
+        "spikes": (("trial", "time", "unit"), counts),
+        "wheel_speed": (("trial", "time"), rng.random((n_trials, n_bins), dtype=np.float32)),
+        "whisker_motion_energy": (("trial", "time"), rng.random((n_trials, n_bins), dtype=np.float32)),
+        "choice": (("trial",), rng.integers(0, 2, n_trials).astype(np.int8)),
+        "block": (("trial",), rng.integers(0, 3, n_trials).astype(np.int8)),
+    }
+    if events is not None:
+        data_vars["n_spike_events"] = (("trial",), events[2])
+        data_vars["spike_event_time"] = (("spike_event",), events[0])
+        data_vars["spike_event_unit"] = (("spike_event",), events[1])
+    coords = {
+        "trial": np.arange(n_trials),
+        "time": WINDOW[0] + BIN * (np.arange(n_bins) + 0.5),
+        "unit": np.arange(n_units),
+        "split": ("trial", text_array(rng.choice(["train", "val", "test"], n_trials))),
+    }
+    attrs = {"eid": "00000000-0000-4000-8000-000000000000", "binning": {"bin_size_s": BIN, "window_s": list(WINDOW)}}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def events_bench(times, units, n_units, align, counts, repeats):
+    """Making the events, and a store's size, write and open times with and without them."""
+    from neds.io.store import check_spike_events, open_binned, write_zarr
+
+    t_events, events = best_of(lambda: spike_events(times, units, align, WINDOW, BIN, check_sorted=False), repeats)
+    assert np.array_equal(count_events(*events, counts.shape[1], n_units, BIN), counts), "events differ from counts"
+    t_counts, t_both = np.inf, np.inf
+    for _ in range(repeats):  # alternated, so that both see the same machine state
+        t_counts = min(t_counts, best_of(lambda: bin_spikes(times, units, n_units, align, WINDOW, BIN), 1)[0])
+        t0 = time.perf_counter()
+        bin_spikes(times, units, n_units, align, WINDOW, BIN)
+        spike_events(times, units, align, WINDOW, BIN, check_sorted=False)
+        t_both = min(t_both, time.perf_counter() - t0)
+    tracemalloc.start()
+    spike_events(times, units, align, WINDOW, BIN, check_sorted=False)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    tmp = Path(tempfile.mkdtemp(prefix="neds-bench-events-"))
+    res = {
+        "n_events": int(events[0].size),
+        "spike_events_s": t_events,
+        "bin_spikes_alternated_s": t_counts,
+        "bin_spikes_and_spike_events_s": t_both,
+        "spike_events_peak_alloc_MiB": peak / 2**20,
+        "events_MiB": sum(a.nbytes for a in events) / 2**20,
+    }
+    try:
+        for label, ds in (("counts_only", binned_dataset(counts)), ("with_events", binned_dataset(counts, events))):
+            path = tmp / f"{label}.zarr"
+            res[f"write_zarr_{label}_s"] = median_of(
+                lambda ds=ds, path=path: write_zarr(ds, path), max(1, repeats // 3)
+            )
+            res[f"store_MiB_{label}"] = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+            res[f"open_binned_{label}_s"] = median_of(lambda path=path: open_binned(path), repeats)
+            if label == "with_events":
+                loaded = open_binned(path, events=True)
+                res["check_spike_events_s"] = median_of(
+                    lambda ds=loaded, path=path: check_spike_events(ds, path), repeats
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return res
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="bench/out/binning.json")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--events-only", action="store_true", help="skip the per-trial reference and pass sweep")
     args = parser.parse_args()
 
     times, units, align = make_session()
     n_units, n_spikes = 600, times.size
     print(f"session: {n_spikes / 1e6:.1f} M spikes, {n_units} units, {align.size} trials")
+    if args.events_only:
+        t_ours, counts = best_of(lambda: bin_spikes(times, units, n_units, align, WINDOW, BIN), args.repeats)
+        result = {
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "numpy": np.__version__,
+            "n_spikes": int(n_spikes),
+            "n_spikes_in_windows": int(counts.sum(dtype=np.int64)),
+            "output_shape": list(counts.shape),
+            "neds_s": t_ours,
+            **events_bench(times, units, n_units, align, counts, args.repeats),
+        }
+        for key, value in result.items():
+            print(f"{key:36s} {value:.4g}" if isinstance(value, float) else f"{key:36s} {value}")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        return
 
     t_floor, _ = best_of(lambda: np.bincount(units, minlength=n_units), args.repeats)
     t_ours, counts = best_of(lambda: bin_spikes(times, units, n_units, align, WINDOW, BIN), args.repeats)
@@ -125,6 +232,7 @@ def main():
         "pass_size_sweep_s": sweep,
         "output_MiB": counts.nbytes / 2**20,
         "input_MiB": (times.nbytes + units.nbytes) / 2**20,
+        **events_bench(times, units, n_units, align, counts, args.repeats),
     }
     for key, value in result.items():
         print(f"{key:36s} {value:.4g}" if isinstance(value, float) else f"{key:36s} {value}")

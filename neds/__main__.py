@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("sessions", help="print the configured sessions with their roles")
     p_train = sub.add_parser("train", help="train one model on binned sessions (after `bin`)")
     p_train.add_argument("--stage", required=True, choices=list(vocab.STAGES))
-    p_train.add_argument("--eid", help=f"held-out session (stages {', '.join(vocab.HELDOUT_STAGES)})")
+    p_train.add_argument("--eid", help=f"held-out session (stages {', '.join(vocab.PER_SESSION_STAGES)})")
     p_train.add_argument("--binned", default="results/binned", help="folder of the binned stores and sessions.tsv")
     p_train.add_argument("--models", default="results/models", help="output folder of the models")
     p_spec = sub.add_parser("train-spec", help="train from a launch spec written by neds.stages.launch_training")
@@ -126,7 +126,7 @@ def _train(args, config: dict) -> None:
         if args.eid is None or args.eid not in set(usable["eid"]):
             raise SystemExit(f"--eid must name a usable session of {binned / 'sessions.tsv'}")
         eids, out = [args.eid], models / stage.name / args.eid
-        pretrained = models / vocab.PRETRAIN.name / "model.pt" if stage.from_pretrained else None
+        pretrained = models / stage.pretrained / "model.pt" if stage.from_pretrained else None
     run_training(
         stage.name,
         [binned / f"{e}.zarr" for e in eids],

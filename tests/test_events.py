@@ -24,6 +24,7 @@ from neds.io.store import (
     CorruptStoreError,
     MissingEventsError,
     StoreValueError,
+    as_str,
     check_spike_events,
     open_binned,
     write_zarr,
@@ -78,7 +79,7 @@ def test_events_are_the_counted_spikes_of_a_simulated_session(raw, binned):
     # the counts are bin_spikes' of the kept units, unchanged
     align = raw.trials[PARAMS.align_event].to_numpy(float)[binned["trial"].values]
     full = bin_spikes(raw.spike_times, raw.spike_units, len(raw.units), align, WINDOW, BIN)
-    probe, cluster = binned["unit_probe"].values.astype(str), binned["unit_cluster_id"].values
+    probe, cluster = as_str(binned["unit_probe"].values), binned["unit_cluster_id"].values
     kept = [
         np.flatnonzero((raw.units["probe"] == p) & (raw.units["cluster_id"] == c))[0] for p, c in zip(probe, cluster)
     ]
@@ -140,6 +141,12 @@ def test_fit_to_bins_moves_only_times_rounded_across_an_edge():
     np.testing.assert_array_equal(event_bins(t, BIN), bins)
     assert t[0] == 0 and t[4] == np.float32(0.11) and t[3] < 2.0
     assert np.all(np.abs(t.astype(np.float64) - exact) < 1e-6)
+    # the window's end: below T * bin_size as well as in bin T - 1, whatever the bin size
+    for bin_size, n_bins in ((0.1, 3), (0.03, 70), (0.007, 300), (1 / 3, 9)):
+        length = n_bins * bin_size
+        last = np.nextafter(length, 0) - np.arange(20) * 1e-12
+        t = fit_to_bins(last.astype(np.float32), np.full(last.size, n_bins - 1), bin_size, n_bins)
+        assert np.all(t < length) and np.all(event_bins(t, bin_size) == n_bins - 1)
 
 
 # ---------------------------------------------------------------------------- verification on read
@@ -315,3 +322,16 @@ def test_trial_data_refuses_inconsistent_events():
         TrialData(**{**fields, "event_unit": None})
     with pytest.raises(ValueError, match="event_offsets"):
         TrialData(**{**fields, "event_offsets": data.event_offsets[:-1]})
+
+
+def test_passes_do_not_change_the_events(monkeypatch):
+    import neds.data.binning as binning
+
+    rng = np.random.default_rng(4)
+    times = np.sort(rng.uniform(0, 60, 20000))
+    units = rng.integers(0, 9, times.size)
+    align = np.sort(rng.uniform(1, 58, 30))
+    full = spike_events(times, units, align, WINDOW, BIN)
+    monkeypatch.setattr(binning, "_MAX_EVENTS_PER_PASS", 500)  # about one trial a pass
+    for a, b in zip(spike_events(times, units, align, WINDOW, BIN), full):
+        np.testing.assert_array_equal(a, b)

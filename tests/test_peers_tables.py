@@ -115,5 +115,6 @@ def test_costs_and_markdown(peers, main, tmp_path):
     page = comparison_markdown(comparison(peers, main), relative_gaps(peers), costs.reset_index())
     assert "POYO+ fine-tuned" in page and "NDT2 fine-tuned" in page and "+1 to +13" in page and "+11 to +37" in page
     assert "2 of 3" in page and "10.0" in page
+    assert "Against NDT2 fine-tuned: NEDS is ahead on 1 of 4 decoding targets" in page  # choice only; the rest tie
     with pytest.raises(ValueError, match="no fine-tuned"):
         training_costs({NDT2: {"pretrain": [], "finetune": []}})

@@ -334,7 +334,14 @@ def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
     for name in ("sbatch", "sacct", "squeue", "sinfo", "sacctmgr", "sshare", "scontrol"):
         (bin_dir / name).symlink_to(ROOT / "tests" / "fake_slurm" / "fake_slurm.py")
     log = tmp_path / "sbatch.jsonl"
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_LOG": str(log)}
+    # the jobs ready at once: pretraining and every held-out stage but fine-tuning (it waits for pretraining)
+    n_ready = len([s for s in vocab.HELDOUT_STAGES if not vocab.stage(s).from_pretrained])
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_SLURM_LOG": str(log),
+        "FAKE_SLURM_EXPECT": str(1 + n_ready),  # no job fails before all are submitted, however scheduled
+    }
     proc = snakemake(
         work,
         "--profile",
@@ -364,7 +371,7 @@ def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
         by_rule.setdefault(comment.split("_wildcards")[0].removeprefix("rule_"), []).append(" ".join(call["args"]))
     assert set(by_rule) == {"pretrain_model", "train_model"}, by_rule.keys()
     # the tiny config's one usable held-out session, every stage but fine-tuning (it waits for pretraining, failed here)
-    assert len(by_rule["train_model"]) == len([s for s in vocab.HELDOUT_STAGES if not vocab.stage(s).from_pretrained])
+    assert len(by_rule["train_model"]) == n_ready
     pre = by_rule["pretrain_model"][0]
     for option in ("-p gpu", "-t 2880", "--mem 128000", "--gpus=2", "--cpus-per-gpu=4", "--requeue"):
         assert option in pre, (option, pre)
@@ -512,6 +519,22 @@ def test_paper_config_plans_every_job_offline(tmp_path):
     }
     assert {k: counts.get(k) for k in expected} == expected
     assert not (tmp_path / "resources").exists()  # nothing was downloaded or cached
+
+    # the comparison with POYO+ and NDT2: each pretrained once, then NEDS, POYO+ and NDT2 fine-tuned per seed
+    proc = snakemake(
+        tmp_path, "-n", "peers", "--configfile", str(tmp_path / "config" / "ibl_repeated_site.yaml"), env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = proc.stdout[proc.stdout.rindex("Job stats:") :]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    n_fine_tuned = 3 * 3 * 10  # seeds x compared models x held-out sessions
+    expected = {"pretrain_model": 3, "exp_train": n_fine_tuned, "exp_evaluate": 30, "peers_comparison": 1}
+    assert {k: counts.get(k) for k in expected} == expected
+    for stage in ("ndt2_pretrain", "poyo_pretrain"):
+        assert f"results/models/{stage}/model.pt" in proc.stdout
+    for stage in ("ndt2_finetune", "poyo_finetune"):
+        assert f"results/experiments/peers/seed_44/{stage}/" in proc.stdout
+    assert not (tmp_path / "resources").exists()
 
 
 def test_command_line_lists_sessions():

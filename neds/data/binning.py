@@ -188,6 +188,9 @@ def _count_block(
     return out.astype(dtype, copy=False).reshape(k, n_bins, n_units)
 
 
+# Spikes per pass of spike_events (whole trials; a trial with more is a pass of its own).
+_MAX_EVENTS_PER_PASS = 1 << 18
+
 # Most one-ulp steps a float32 event time is moved by to land in its bin (in practice 0 or 1).
 _MAX_NUDGES = 64
 
@@ -204,11 +207,14 @@ def event_bins(event_time: np.ndarray, bin_size: float) -> np.ndarray:
     -------
     (E,) int64
     """
+    x = np.array(event_time, dtype=np.float64)  # a copy, divided and floored in place
+    np.divide(x, float(bin_size), out=x)
+    np.floor(x, out=x)
     with np.errstate(invalid="ignore"):
-        return np.floor(np.asarray(event_time, dtype=np.float64) / float(bin_size)).astype(np.int64)
+        return x.astype(np.int64)
 
 
-def fit_to_bins(event_time: np.ndarray, bins: np.ndarray, bin_size: float) -> np.ndarray:
+def fit_to_bins(event_time: np.ndarray, bins: np.ndarray, bin_size: float, n_bins: int | None = None) -> np.ndarray:
     """Float32 event times moved by the fewest float32 steps that put each in its bin.
 
     Rounding a time near a bin edge to float32 may carry it across the edge (or to the end of the
@@ -220,6 +226,8 @@ def fit_to_bins(event_time: np.ndarray, bins: np.ndarray, bin_size: float) -> np
     event_time : (E,) float32, s from the start of the trial window
     bins : (E,) int, the bin each event belongs to
     bin_size : float, s
+    n_bins : bins of the window, T, optional: a time at or past the window's end,
+        ``T * bin_size`` (in float64), is first moved to the float32 below it
 
     Returns
     -------
@@ -232,6 +240,12 @@ def fit_to_bins(event_time: np.ndarray, bins: np.ndarray, bin_size: float) -> np
     """
     t = np.array(event_time, dtype=np.float32)
     bins = np.asarray(bins, dtype=np.int64)
+    if n_bins is not None:
+        length = n_bins * float(bin_size)
+        below = np.float32(length)
+        if below >= length:
+            below = np.nextafter(below, np.float32(0))
+        np.minimum(t, below, out=t)
     bad = np.flatnonzero(event_bins(t, bin_size) != bins)
     for _ in range(_MAX_NUDGES):
         if not bad.size:
@@ -290,30 +304,57 @@ def spike_events(
     align_times = np.asarray(align_times, dtype=np.float64)
     _check_spike_inputs(spike_times, spike_units, align_times, check_sorted)
     edges = bin_edges(align_times, window, bin_size)  # (K, T+1)
-    n_trials, n_bins = edges.shape[0], edges.shape[1] - 1
+    n_trials = edges.shape[0]
     empty = (np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(n_trials, np.int64))
     if n_trials == 0 or spike_times.size == 0:
         return empty
     idx = np.searchsorted(spike_times, edges.ravel(), side="left").reshape(edges.shape)
     per_bin = np.diff(idx, axis=1)  # (K, T)
     lengths = per_bin.sum(axis=1)
-    total = int(lengths.sum())
-    if total == 0:
+    if not lengths.any():
         return empty
+    unit_map = None if unit_map is None else np.asarray(unit_map, dtype=np.int64)
+    # blocks of whole trials of about _MAX_EVENTS_PER_PASS spikes: small temporaries, reused by malloc
+    ends = np.cumsum(lengths)
+    cuts = np.searchsorted(ends, np.arange(_MAX_EVENTS_PER_PASS, int(ends[-1]), _MAX_EVENTS_PER_PASS), side="right")
+    bounds = np.unique(np.concatenate([[0], cuts, [n_trials]]))
+    times_out, units_out, n_events = [], [], np.zeros(n_trials, dtype=np.int64)
+    for k0, k1 in zip(bounds[:-1], bounds[1:]):  # a handful of passes over trial blocks, not a loop over trials
+        time, unit, n = _events_block(
+            spike_times, spike_units, edges[k0:k1, 0], idx[k0:k1], per_bin[k0:k1], bin_size, unit_map
+        )
+        times_out.append(time)
+        units_out.append(unit)
+        n_events[k0:k1] = n
+    return np.concatenate(times_out), np.concatenate(units_out), n_events
+
+
+def _events_block(
+    spike_times: np.ndarray,
+    spike_units: np.ndarray,
+    starts: np.ndarray,
+    idx: np.ndarray,
+    per_bin: np.ndarray,
+    bin_size: float,
+    unit_map: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Events of a block of trials. starts: (k,) window starts, s; idx: (k, T+1) spike index edges;
+    per_bin: (k, T)."""
+    k, n_bins = per_bin.shape
+    lengths = per_bin.sum(axis=1)
+    total = int(lengths.sum())
     # the spikes of every window, concatenated (as in _count_block), with their trial and bin
     spike_index = np.arange(total, dtype=np.int64) + np.repeat(idx[:, 0] - (np.cumsum(lengths) - lengths), lengths)
-    trial = np.repeat(np.arange(n_trials, dtype=np.int64), lengths)
-    bins = np.repeat(np.tile(np.arange(n_bins, dtype=np.int64), n_trials), per_bin.ravel())
+    trial = np.repeat(np.arange(k, dtype=np.int64), lengths)
+    bins = np.repeat(np.tile(np.arange(n_bins, dtype=np.int64), k), per_bin.ravel())
     units = spike_units[spike_index].astype(np.int64, copy=False)
     if unit_map is not None:
-        units = np.asarray(unit_map, dtype=np.int64)[units]
+        units = unit_map[units]
         keep = units >= 0
         spike_index, trial, bins, units = spike_index[keep], trial[keep], bins[keep], units[keep]
-    time = fit_to_bins((spike_times[spike_index] - edges[trial, 0]).astype(np.float32), bins, bin_size)
-    del spike_index, bins
+    time = fit_to_bins((spike_times[spike_index] - starts[trial]).astype(np.float32), bins, bin_size, n_bins)
     units = _sort_events(time, units, trial)
-    n_events = np.bincount(trial, minlength=n_trials).astype(np.int64)
-    return time, units.astype(np.int32), n_events
+    return time, units.astype(np.int32), np.bincount(trial, minlength=k).astype(np.int64)
 
 
 def _sort_events(time: np.ndarray, unit: np.ndarray, trial: np.ndarray) -> np.ndarray:
@@ -342,10 +383,10 @@ def _sort_events(time: np.ndarray, unit: np.ndarray, trial: np.ndarray) -> np.nd
     return unit
 
 
-def _event_count_blocks(event_time, event_unit, n_events, n_bins: int, n_units: int, bin_size: float):
+def _event_count_blocks(bins: np.ndarray, event_unit: np.ndarray, n_events: np.ndarray, n_bins: int, n_units: int):
     """Yield ``(k0, k1, counts)`` over blocks of trials, counts (k1 - k0, T, U) int64 of the events
-    of trials k0..k1-1, in passes of at most ``_MAX_CELLS_PER_PASS`` cells."""
-    n_events = np.asarray(n_events, dtype=np.int64)
+    of trials k0..k1-1 (``bins`` from :func:`event_bins`, in range), in passes of at most
+    ``_MAX_CELLS_PER_PASS`` cells."""
     offsets = np.concatenate([[0], np.cumsum(n_events)])
     n_trials = n_events.size
     chunk = max(1, _MAX_CELLS_PER_PASS // max(1, n_bins * n_units))
@@ -353,23 +394,35 @@ def _event_count_blocks(event_time, event_unit, n_events, n_bins: int, n_units: 
         k1 = min(n_trials, k0 + chunk)
         a, b = offsets[k0], offsets[k1]
         trial = np.repeat(np.arange(k1 - k0, dtype=np.int64), n_events[k0:k1])
-        flat = (trial * n_bins + event_bins(event_time[a:b], bin_size)) * n_units + event_unit[a:b]
+        flat = (trial * n_bins + bins[a:b]) * n_units + event_unit[a:b]
         yield k0, k1, np.bincount(flat, minlength=(k1 - k0) * n_bins * n_units).reshape(k1 - k0, n_bins, n_units)
 
 
-def _check_event_ranges(event_time, event_unit, n_events, n_bins: int, n_units: int, bin_size: float) -> None:
-    bins = event_bins(event_time, bin_size)
-    if np.asarray(n_events).sum() != len(event_time) or len(event_time) != len(event_unit):
+def _binned_events(event_time, event_unit, n_events, n_bins: int, n_units: int, bin_size: float):
+    """(bins, units, n_events) of events checked to be in range, for :func:`_event_count_blocks`.
+
+    Raises
+    ------
+    ValueError
+        If the lengths disagree, or a time lies outside the window or a unit outside ``[0, U)``.
+    """
+    event_time = np.asarray(event_time)
+    event_unit = np.asarray(event_unit)
+    n_events = np.asarray(n_events, dtype=np.int64)
+    if n_events.sum() != event_time.size or event_time.size != event_unit.size:
         raise ValueError(
-            f"n_events sums to {int(np.asarray(n_events).sum())}, but there are {len(event_time)} event times "
-            f"and {len(event_unit)} event units"
+            f"n_events sums to {int(n_events.sum())}, but there are {event_time.size} event times "
+            f"and {event_unit.size} event units"
         )
-    if np.any(np.asarray(n_events) < 0):
+    if np.any(n_events < 0):
         raise ValueError("n_events holds negative counts")
-    if bins.size and (bins.min() < 0 or bins.max() >= n_bins):
-        raise ValueError(f"event times outside the window [0, {n_bins} x {bin_size} s)")
-    if len(event_unit) and (np.min(event_unit) < 0 or np.max(event_unit) >= n_units):
+    bins = event_bins(event_time, bin_size)
+    with np.errstate(invalid="ignore"):
+        if bins.size and (not np.all(event_time >= 0) or bins.min() < 0 or bins.max() >= n_bins):
+            raise ValueError(f"event times outside the window [0, {n_bins} x {bin_size} s)")
+    if event_unit.size and (event_unit.min() < 0 or event_unit.max() >= n_units):
         raise ValueError(f"event units outside [0, {n_units})")
+    return bins, event_unit, n_events
 
 
 def count_events(
@@ -401,11 +454,9 @@ def count_events(
     ValueError
         If the lengths disagree, or a time lies outside the window or a unit outside ``[0, U)``.
     """
-    event_time = np.asarray(event_time)
-    event_unit = np.asarray(event_unit)
-    _check_event_ranges(event_time, event_unit, n_events, n_bins, n_units, bin_size)
-    out = np.zeros((len(n_events), n_bins, n_units), dtype=dtype)
-    for k0, k1, block in _event_count_blocks(event_time, event_unit, n_events, n_bins, n_units, bin_size):
+    binned = _binned_events(event_time, event_unit, n_events, n_bins, n_units, bin_size)
+    out = np.zeros((binned[2].size, n_bins, n_units), dtype=dtype)
+    for k0, k1, block in _event_count_blocks(*binned, n_bins, n_units):
         if block.size and block.max() > np.iinfo(dtype).max:
             raise OverflowError(f"a bin holds more than {np.iinfo(dtype).max} events; use a wider dtype")
         out[k0:k1] = block
@@ -427,17 +478,14 @@ def mismatched_trials(
     -------
     (m,) int64, positions along the trial axis (empty when every trial agrees)
     """
-    event_time = np.asarray(event_time)
-    event_unit = np.asarray(event_unit)
     n_trials, n_bins, n_units = counts.shape
     if len(n_events) != n_trials:
         raise ValueError(f"{len(n_events)} event counts for {n_trials} trials")
-    _check_event_ranges(event_time, event_unit, n_events, n_bins, n_units, bin_size)
-    bad = []
-    for k0, _, block in _event_count_blocks(event_time, event_unit, n_events, n_bins, n_units, bin_size):
-        differs = (block != counts[k0 : k0 + len(block)]).reshape(len(block), -1).any(axis=1)
-        bad.append(k0 + np.flatnonzero(differs))
-    return np.concatenate(bad) if bad else np.zeros(0, np.int64)
+    binned = _binned_events(event_time, event_unit, n_events, n_bins, n_units, bin_size)
+    bad = [np.zeros(0, np.int64)]
+    for k0, k1, block in _event_count_blocks(*binned, n_bins, n_units):
+        bad.append(k0 + np.flatnonzero((block != counts[k0:k1]).reshape(k1 - k0, -1).any(axis=1)))
+    return np.concatenate(bad)
 
 
 def sample_behaviour(

@@ -272,7 +272,7 @@ def random_trials(
         cell = np.flatnonzero(spikes)
         cell = np.repeat(cell, spikes.reshape(-1)[cell])  # one entry per spike: (trial, bin, unit) flat
         trial, bins, unit = cell // (t * n_max), (cell // n_max) % t, cell % n_max
-        time = fit_to_bins(((bins + rng.random(cell.size)) * bin_size).astype(np.float32), bins, bin_size)
+        time = fit_to_bins(((bins + rng.random(cell.size)) * bin_size).astype(np.float32), bins, bin_size, t)
         order = np.lexsort((unit, time, trial))
         spike_events = {
             "event_offsets": torch.from_numpy(np.concatenate([[0], np.cumsum(np.bincount(trial, minlength=s * k))])),

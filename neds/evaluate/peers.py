@@ -215,6 +215,17 @@ def comparison_markdown(table: pd.DataFrame, gaps: pd.DataFrame, costs: pd.DataF
                 for g in gaps.itertuples()
             ),
         )
+    for peer in PAPER_GAPS:
+        mine = gaps[gaps["peer"] == peer] if len(gaps) else gaps
+        if len(mine):
+            ahead = int((mine["gap_percent"] > 0).sum())
+            inside = int(mine["gap_percent"].between(mine["paper_low"], mine["paper_high"]).sum())
+            lines += [
+                "",
+                f"Against {_label(peer)}: NEDS is ahead on {ahead} of {len(mine)} decoding targets (the paper: ahead "
+                f"on every target); {inside} of the measured gaps lie in the paper's range "
+                f"(+{PAPER_GAPS[peer][0]:g} to +{PAPER_GAPS[peer][1]:g} %).",
+            ]
     if len(costs):
         lines += ["", "Training budget of each compared model (the same epochs; wall time recorded):", ""]
         lines += markdown_table(

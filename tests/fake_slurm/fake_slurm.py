@@ -1,24 +1,32 @@
 #!/usr/bin/env python3
 """Stand-in for the SLURM commands (linked as sbatch, sacct, squeue, sinfo, sacctmgr, sshare,
 scontrol): sbatch records its arguments in $FAKE_SLURM_LOG (JSON lines) and prints a job id;
-sacct reports every submitted job as FAILED, so the run ends without executing anything."""
+sacct reports every submitted job as FAILED, so the run ends without executing anything.
+
+With $FAKE_SLURM_EXPECT set to N, sacct reports the jobs as PENDING until N jobs have been
+submitted (or $FAKE_SLURM_PATIENCE seconds, default 120, have passed since the first), so every
+job that is ready is submitted before the first failure ends the run, however the run is scheduled."""
 
 import json
 import os
 import sys
+import time
 
 name = os.path.basename(sys.argv[0])
 log = os.environ["FAKE_SLURM_LOG"]
 if name == "sbatch":
     stdin = "" if sys.stdin.isatty() else sys.stdin.read()
     with open(log, "a") as f:
-        f.write(json.dumps({"args": sys.argv[1:], "stdin": stdin}) + "\n")
+        f.write(json.dumps({"args": sys.argv[1:], "stdin": stdin, "time": time.time()}) + "\n")
     n = sum(1 for _ in open(log))
     print(f"{1000 + n}")
 elif name == "sacct":
-    n = sum(1 for _ in open(log)) if os.path.exists(log) else 0
-    for i in range(n):
-        print(f"{1001 + i}|FAILED")
+    calls = [json.loads(line) for line in open(log)] if os.path.exists(log) else []
+    expect = int(os.environ.get("FAKE_SLURM_EXPECT", "0"))
+    patience = float(os.environ.get("FAKE_SLURM_PATIENCE", "120"))
+    waiting = calls and len(calls) < expect and time.time() - calls[0]["time"] < patience
+    for i in range(len(calls)):
+        print(f"{1001 + i}|{'PENDING' if waiting else 'FAILED'}")
 elif name == "squeue":
     pass
 elif name == "sinfo":
