@@ -120,7 +120,14 @@ def binned_dataset(counts, events=None):
 
 def events_bench(times, units, n_units, align, counts, repeats):
     """Making the events, and a store's size, write and open times with and without them."""
-    from neds.io.store import check_spike_events, open_binned, write_zarr
+    from neds.io.store import (
+        EVENT_VARIABLES,
+        check_spike_events,
+        content_fingerprint,
+        open_binned,
+        open_zarr,
+        write_zarr,
+    )
 
     t_events, events = best_of(lambda: spike_events(times, units, align, WINDOW, BIN, check_sorted=False), repeats)
     assert np.array_equal(count_events(*events, counts.shape[1], n_units, BIN), counts), "events differ from counts"
@@ -151,9 +158,13 @@ def events_bench(times, units, n_units, align, counts, repeats):
                 lambda ds=ds, path=path: write_zarr(ds, path), max(1, repeats // 3)
             )
             res[f"store_MiB_{label}"] = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+            res[f"read_unverified_{label}_s"] = median_of(lambda path=path: open_zarr(path).load(), repeats)
             res[f"open_binned_{label}_s"] = median_of(lambda path=path: open_binned(path), repeats)
             if label == "with_events":
                 loaded = open_binned(path, events=True)
+                res["checksums_of_events_s"] = median_of(
+                    lambda ds=loaded[list(EVENT_VARIABLES)]: content_fingerprint(ds), repeats
+                )
                 res["check_spike_events_s"] = median_of(
                     lambda ds=loaded, path=path: check_spike_events(ds, path), repeats
                 )

@@ -388,6 +388,11 @@ def data_fingerprint(data: TrialData) -> str:
         h.update(f"{name}:{t.dtype}:{list(t.shape)}\n".encode())
         h.update(_tensor_bytes(t))
     h.update("\n".join(map(str, data.split)).encode())
+    if data.has_events:  # the spike events, for the models that read them
+        for name in ("event_offsets", "event_time", "event_unit"):
+            t = getattr(data, name)
+            h.update(f"{name}:{t.dtype}:{list(t.shape)}\n".encode())
+            h.update(_tensor_bytes(t))
     return h.hexdigest()
 
 

@@ -139,8 +139,8 @@ class NDT2Config:
     patch_size: int = _DEFAULTS["patch_size"]
     max_count: int = _DEFAULTS["max_count"]
     dropout: float = _DEFAULTS["dropout"]
-    max_patches: int = _DEFAULTS.get("max_patches", 32)
-    folds: int = _DEFAULTS.get("folds", 3)
+    max_patches: int = _DEFAULTS["max_patches"]
+    folds: int = _DEFAULTS["folds"]
     n_bins: int = 100  # time bins per trial: set from the binned data (not a config key)
 
     def __post_init__(self) -> None:
