@@ -186,7 +186,7 @@ def test_rerun_is_a_no_op_and_lint_is_clean(run):
 
 @pytest.mark.slow
 def test_experiment_targets(run):
-    """seeds, ablation_masking, model_size, scaling, finetune_trials, sweep and table1 on the tiny config."""
+    """seeds, ablation_masking, model_size, scaling, finetune_trials, peers, sweep and table1 on the tiny config."""
     proc = snakemake(run, "--cores", "2", "experiments")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     exp = run / "results" / "experiments"
@@ -196,12 +196,14 @@ def test_experiment_targets(run):
         "model_size": {"small", "large"},
         "scaling": {"sessions_1", "sessions_2"},  # [1, 2, 4] capped at the 2 usable pretraining sessions
         "finetune_trials": {"fraction_0.5", "fraction_1"},
+        "peers": {"seed_42", "seed_43", "seed_44"},
         "sweep": {"trial_00", "trial_01", "trial_02", "trial_03", "best"},
     }
     for name, variants in expected.items():
         metrics = pd.read_csv(exp / name / "metrics.tsv", sep="\t")
         assert set(metrics["variant"]) == variants, name
-        assert metrics["bps_unit_mean"].notna().all()
+        neds_rows = metrics["method"].isin([vocab.NEDS_FINETUNED, vocab.NEDS_SCRATCH])
+        assert metrics.loc[neds_rows, "bps_unit_mean"].notna().all() and neds_rows.any()
         summary = pd.read_csv(exp / name / "summary.tsv", sep="\t")
         assert set(summary["variant"]) == variants
         for ext in ("png", "svg"):
@@ -233,8 +235,45 @@ def test_experiment_targets(run):
             for v in ("fraction_0.5", "fraction_1")
         }
         assert n["fraction_0.5"] == round(0.5 * n["fraction_1"])
+    _check_peers(run)
     table1 = pd.read_csv(exp / "table1.tsv", sep="\t")
     assert set(table1["encoding_from"]) == {"all behaviours", "wheel", "whisker", "choice", "block"}
+
+
+def _check_peers(run: Path) -> None:
+    """The peers experiment: POYO+ and NDT2 pretrained on the pretraining sessions alone (never a
+    held-out animal), fine-tuned from them, scored beside NEDS, and the comparison written."""
+    import yaml
+
+    from neds.train import load_model
+
+    pretrain, heldout = session_lists(validate_config(yaml.safe_load((run / "config" / "config.yaml").read_text())))
+    exp = run / "results" / "experiments" / "peers"
+    metrics = pd.read_csv(exp / "metrics.tsv", sep="\t")
+    assert set(metrics["method"]) == {vocab.NEDS_FINETUNED, vocab.POYO_PLUS, vocab.NDT2}
+    peers = metrics[metrics["method"] != vocab.NEDS_FINETUNED]
+    assert peers[["choice_acc", "block_acc", "wheel_r2", "whisker_r2"]].notna().all().all()
+    assert peers["bps_unit_mean"].isna().all()  # the peers decode only
+    for stage in ("ndt2_pretrain", "poyo_pretrain"):
+        model, ckpt = load_model(run / "results" / "models" / stage / "model.pt")
+        assert ckpt["architecture"] == vocab.stage(stage).architecture
+        assert set(model.eids) <= set(pretrain) and not set(model.eids) & set(heldout)
+    poyo, _ = load_model(run / "results" / "models" / "poyo_pretrain" / "model.pt")
+    words = [*poyo.poyo.unit_emb.vocab, *poyo.poyo.session_emb.vocab]
+    assert not [w for w in words if any(e in w for e in heldout)]  # no held-out unit or session in its vocabulary
+    eid = peers["eid"].iloc[0]
+    for stage in ("ndt2_finetune", "poyo_finetune"):
+        model, ckpt = load_model(exp / "seed_42" / stage / eid / "model.pt")
+        assert model.eids == [eid] and ckpt["extra"]["pretrained"].endswith(f"{vocab.stage(stage).pretrained}/model.pt")
+    table = pd.read_csv(exp / "comparison.tsv", sep="\t")
+    assert list(table["method"][:3]) == [vocab.NEDS_FINETUNED, vocab.POYO_PLUS, vocab.NDT2]
+    assert (table.loc[:2, "seeds"] == 3).all()
+    page = (exp / "comparison.md").read_text()
+    assert "Against POYO+ fine-tuned" in page and "Against NDT2 fine-tuned" in page
+    costs = pd.read_csv(exp / "costs.tsv", sep="\t").set_index("method")
+    assert (costs["finetune_epochs"] == 2).all() and (costs["n_finetuned"] == 3).all()
+    for name in ("peers_decoding", "peers_encoding", "training_curves_peers"):
+        assert (run / "results" / "figures" / f"{name}.png").stat().st_size > 0
 
 
 def _bwb_scorer(tmp_path: Path) -> Path:
