@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
-__all__ = ["Batch", "SessionVocabulary", "TrialModel"]
+__all__ = ["Batch", "SessionVocabulary", "TrialModel", "check_pretrained"]
 
 
 @dataclass
@@ -61,6 +61,18 @@ class Batch:
         return Batch(
             **{k: (v.to(device, non_blocking=non_blocking) if v is not None else None) for k, v in vars(self).items()}
         )
+
+
+def check_pretrained(
+    own: dict[str, torch.Tensor], pretrained: dict[str, torch.Tensor], keys: list[str], what: str, fix: str
+) -> None:
+    """Raise ValueError unless every tensor ``keys`` of a model's state ``own`` is in the
+    pretrained state dict with the same shape; the message names ``what`` (the checkpoint and the
+    model), the first missing and mismatched tensors, and ``fix``."""
+    missing = [k for k in keys if k not in pretrained]
+    bad = [k for k in keys if k in pretrained and pretrained[k].shape != own[k].shape]
+    if missing or bad:
+        raise ValueError(f"{what} (missing {missing[:3]}, shape mismatch {bad[:3]}); {fix}")
 
 
 class SessionVocabulary(nn.Module):
@@ -163,13 +175,8 @@ class TrialModel(nn.Module):
         (:meth:`shared_state_dict`); the session-specific state stays as initialised. Returns the
         names of the copied tensors; ValueError (naming ``source``) if the shapes differ."""
         shared = self.shared_state_dict()
-        missing = [k for k in shared if k not in pretrained]
-        bad = [k for k in shared if k in pretrained and pretrained[k].shape != shared[k].shape]
-        if missing or bad:
-            raise ValueError(
-                f"pretrained checkpoint {source} does not match the model (missing {missing[:3]}, "
-                f"shape mismatch {bad[:3]}); fine-tune with the pretraining model config"
-            )
+        what = f"pretrained checkpoint {source} does not match the model"
+        check_pretrained(shared, pretrained, list(shared), what, "fine-tune with the pretraining model config")
         self.load_state_dict({k: pretrained[k] for k in shared}, strict=False)
         return list(shared)
 

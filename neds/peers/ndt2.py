@@ -79,7 +79,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from neds.config import schema_defaults
-from neds.model.base import Batch, SessionVocabulary, TrialModel
+from neds.model.base import Batch, SessionVocabulary, TrialModel, check_pretrained
 from neds.model.neds import dropout
 from neds.vocab import (
     DECODING_MODE,
@@ -497,14 +497,14 @@ class NDT2(TrialModel):
         heads = tuple(self.HEADS.values())
         backbone = [k for k in own if not k.startswith(heads)]
         head = [k for k in own if k.startswith(self.HEADS[self.mode])]
-        missing = [k for k in backbone if k not in pretrained]
-        bad = [k for k in backbone if k in pretrained and pretrained[k].shape != own[k].shape]
-        if missing or bad:
-            raise ValueError(
-                f"pretrained checkpoint {source} does not match the NDT2 model (missing {missing[:3]}, shape mismatch "
-                f"{bad[:3]}); fine-tune with the pretraining ndt2 config (hidden, n_layers, mlp, patch_size, "
-                "max_count, max_patches) and binning (n_bins)"
-            )
+        check_pretrained(
+            own,
+            pretrained,
+            backbone,
+            f"pretrained checkpoint {source} does not match the NDT2 model",
+            "fine-tune with the pretraining ndt2 config (hidden, n_layers, mlp, patch_size, max_count, max_patches) "
+            "and binning (n_bins)",
+        )
         copy = list(backbone)
         present = [k for k in head if k in pretrained]
         if present:

@@ -90,7 +90,7 @@ from torch_brain.utils import create_linspace_latent_tokens, create_start_end_un
 from torch_brain.utils.tokenizers import TokenType
 
 from neds.config import schema_defaults
-from neds.model.base import Batch, SessionVocabulary, TrialModel
+from neds.model.base import Batch, SessionVocabulary, TrialModel, check_pretrained
 from neds.vocab import BEHAVIOURS, DECODING_MODE, DYNAMIC_BEHAVIOURS, MODALITIES, N_CLASSES, STATIC_BEHAVIOURS
 
 __all__ = ["POYOPlusConfig", "POYOPlusModel", "POYOPlusOutput", "POYOSessions", "TASKS", "register_tasks"]
@@ -392,15 +392,10 @@ class POYOPlusModel(TrialModel):
         random), and a copy of its shared state (:meth:`shared_state_dict`). Returns the names of
         the copied shared tensors; ValueError (naming ``source``) if the models differ."""
         shared = self.shared_state_dict()
-        missing = [k for k in shared if k not in pretrained]
-        bad = [k for k in shared if k in pretrained and pretrained[k].shape != shared[k].shape]
         vocab_keys = [f"poyo.{name}.{part}" for name in _VOCABULARIES for part in ("vocab", "weight")]
-        missing += [k for k in vocab_keys if k not in pretrained]
-        if missing or bad:
-            raise ValueError(
-                f"pretrained checkpoint {source} does not match the model (missing {missing[:3]}, "
-                f"shape mismatch {bad[:3]}); fine-tune with the pretraining model config"
-            )
+        missing = [k for k in vocab_keys if k not in pretrained]  # their shapes are the pretrained model's own
+        what = f"pretrained checkpoint {source} does not match the model"
+        check_pretrained(shared, pretrained, [*shared, *missing], what, "fine-tune with the pretraining model config")
         for name, words in zip(_VOCABULARIES, self.sessions.words()):
             emb = getattr(self.poyo, name)
             device = emb.weight.device
