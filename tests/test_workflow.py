@@ -20,7 +20,7 @@ from neds.io.store import is_usable, open_binned, open_zarr
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable,
         "-m",
@@ -31,7 +31,7 @@ def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.
         str(workdir),
         *args,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +187,7 @@ def test_rerun_is_a_no_op_and_lint_is_clean(run):
 @pytest.mark.slow
 def test_experiment_targets(run):
     """seeds, ablation_masking, model_size, scaling, finetune_trials, peers, sweep and table1 on the tiny config."""
-    proc = snakemake(run, "--cores", "2", "experiments")
+    proc = snakemake(run, "--cores", "2", "experiments", timeout=2400)  # about 60 training jobs
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     exp = run / "results" / "experiments"
     expected = {
