@@ -41,7 +41,7 @@ from neds.evaluate.evaluation import SELECTION_KEYS, predict_trials, score
 from neds.io.files import atomic_write, write_json
 from neds.model.base import TrialModel
 from neds.model.neds import LOSS_PARTS, model_summary
-from neds.vocab import MODE_SCHEMES, MULTIMODAL_MODE, NEDS_ARCHITECTURE
+from neds.vocab import MODE_SCHEMES, MULTIMODAL_MODE, NDT2_ARCHITECTURE, NEDS_ARCHITECTURE, POYO_PLUS_ARCHITECTURE
 
 __all__ = [
     "NonFiniteDataError",
@@ -182,11 +182,11 @@ def model_class(architecture: str) -> type[TrialModel]:
         from neds.model.neds import NEDS
 
         return NEDS
-    if architecture == "ndt2":
+    if architecture == NDT2_ARCHITECTURE:
         from neds.peers.ndt2 import NDT2
 
         return NDT2
-    if architecture == "poyo_plus":
+    if architecture == POYO_PLUS_ARCHITECTURE:
         from neds.peers.poyo_plus import POYOPlusModel
 
         return POYOPlusModel
