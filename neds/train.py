@@ -559,7 +559,7 @@ def train(
         {
             **(inputs if inputs is not None else {"data": data_fingerprint(data)}),
             "vocab": vocab,
-            **({"architecture": model.architecture} if model.architecture != NEDS_ARCHITECTURE else {}),
+            "architecture": model.architecture,
             "model_config": asdict(model.cfg),
             "train_config": {k: v for k, v in asdict(tcfg).items() if k not in _UNFINGERPRINTED},
             "mode": model.mode,

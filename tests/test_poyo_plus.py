@@ -2,7 +2,7 @@
 learning a planted dataset through the training loop, pretraining then fine-tuning on a new animal."""
 
 import json
-from dataclasses import fields
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -36,24 +36,7 @@ def _threads():
 
 
 # ---------------------------------------------------------------------------------------- events
-class EventTrials(TrialData):
-    """TrialData whose batches carry spike events (until TrialData holds them itself)."""
-
-    def batch(self, idx: torch.Tensor) -> Batch:
-        b = super().batch(idx)
-        if b.event_time is None:
-            offsets, times, units = self._events
-            start, count = offsets[idx], offsets[idx + 1] - offsets[idx]
-            slot = torch.arange(max(int(count.max()), 1))
-            mask = slot[None, :] < count[:, None]
-            pos = torch.where(mask, start[:, None] + slot[None, :], 0)
-            b.event_time = torch.where(mask, times[pos], 0.0)
-            b.event_unit = torch.where(mask, units[pos], 0)
-            b.event_mask = mask
-        return b
-
-
-def with_events(data: TrialData, seed: int = 0) -> EventTrials:
+def with_events(data: TrialData, seed: int = 0) -> TrialData:
     """``data`` with spike events consistent with its counts: each spike at a uniform random time
     inside its bin, in time order within a trial (offsets (K+1,), times (E,) float32, units (E,))."""
     rng = np.random.default_rng(seed)
@@ -64,16 +47,15 @@ def with_events(data: TrialData, seed: int = 0) -> EventTrials:
     times = (t + rng.random(len(t))) * BIN_S
     order = np.lexsort((times, k))
     offsets = np.concatenate([[0], np.cumsum(np.bincount(k, minlength=len(counts)))])
-    out = EventTrials(**{f.name: getattr(data, f.name) for f in fields(TrialData)})
-    out._events = (
-        torch.from_numpy(offsets),
-        torch.from_numpy(times[order].astype(np.float32)),
-        torch.from_numpy(n[order]),
+    return replace(
+        data,
+        event_offsets=torch.from_numpy(offsets),
+        event_time=torch.from_numpy(times[order].astype(np.float32)),
+        event_unit=torch.from_numpy(n[order]),
     )
-    return out
 
 
-def planted(n_units: list[int], trials: int, eids: list[str], seed: int = 0, splits=(0.75, 0.125)) -> EventTrials:
+def planted(n_units: list[int], trials: int, eids: list[str], seed: int = 0, splits=(0.75, 0.125)) -> TrialData:
     """Sessions whose behaviour the spikes encode: per session, a quarter of the units fire with
     the choice, a quarter with the block, a quarter with the wheel and a quarter with the whisker
     trace (smooth bumps in [0, 1]); spikes are Poisson counts per 20 ms bin, with events."""

@@ -10,7 +10,7 @@ import torch
 
 from neds.data.binning import fit_to_bins
 from neds.io.store import as_str, open_binned
-from neds.model.neds import Batch
+from neds.model.base import Batch
 
 __all__ = ["TrialData", "load_sessions", "random_trials"]
 
@@ -105,7 +105,7 @@ class TrialData:
         if self.has_events:
             counts, _, _, src = self._event_ranges(torch.nonzero(sel).reshape(-1))
             events = {
-                "event_offsets": torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)]),
+                "event_offsets": _offsets(counts),
                 "event_time": self.event_time[src],
                 "event_unit": self.event_unit[src],
             }
@@ -156,6 +156,12 @@ class TrialData:
             session=session,
             **events,
         )
+
+
+def _offsets(counts: torch.Tensor) -> torch.Tensor:
+    """(K + 1,) long offsets of K consecutive runs of ``counts`` (K,) items: run k is
+    ``offsets[k]:offsets[k + 1]``."""
+    return torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(torch.as_tensor(counts, dtype=torch.long), 0)])
 
 
 def load_sessions(paths: list[str | Path], eids: list[str] | None = None, events: bool = False) -> TrialData:
@@ -219,7 +225,7 @@ def load_sessions(paths: list[str | Path], eids: list[str] | None = None, events
     if events:
         counts = cat("n_spike_events", np.int64)
         spike_events = {
-            "event_offsets": torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)]),
+            "event_offsets": _offsets(counts),
             "event_time": cat("spike_event_time", np.float32),
             "event_unit": cat("spike_event_unit", np.int64),
         }
@@ -275,7 +281,7 @@ def random_trials(
         time = fit_to_bins(((bins + rng.random(cell.size)) * bin_size).astype(np.float32), bins, bin_size, t)
         order = np.lexsort((unit, time, trial))
         spike_events = {
-            "event_offsets": torch.from_numpy(np.concatenate([[0], np.cumsum(np.bincount(trial, minlength=s * k))])),
+            "event_offsets": _offsets(torch.from_numpy(np.bincount(trial, minlength=s * k))),
             "event_time": torch.from_numpy(time[order]),
             "event_unit": torch.from_numpy(unit[order].astype(np.int64)),
         }
