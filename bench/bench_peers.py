@@ -25,7 +25,7 @@ import yaml
 
 from neds.config import model_settings, validate_config
 from neds.data.dataset import random_trials
-from neds.train import build_model, model_class
+from neds.train import build_stage_model
 
 CASES = ("pretrain", "ndt2_pretrain", "ndt2_finetune", "poyo_pretrain")
 """One stage per architecture and mode (the fine-tuning stages train the same model as their
@@ -38,18 +38,11 @@ def sync(device: torch.device) -> None:
 
 
 def run_case(config: dict, stage: str, device: torch.device, steps: int, batch: int, rate: float) -> dict:
-    from neds import vocab
-
-    kind = vocab.stage(stage)
     rng = np.random.default_rng(0)
     n_units = [int(u) for u in rng.integers(60, 121, 4)]
     data = random_trials(n_units, 64, rate=rate, splits=(1.0, 0.0, 0.0), events=True)
-    cls = model_class(kind.architecture)
-    settings = model_settings(config, stage)
-    fields = cls.Config.__dataclass_fields__
-    settings.update({k: v for k, v in {"n_bins": 100, "bin_size_s": 0.02}.items() if k in fields})
     torch.manual_seed(0)
-    model = build_model(settings, n_units, kind.mode, list(data.eids), kind.architecture, ["s"] * len(n_units))
+    model = build_stage_model(stage, model_settings(config, stage), data)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     gen = torch.Generator().manual_seed(0)
@@ -79,8 +72,8 @@ def run_case(config: dict, stage: str, device: torch.device, steps: int, batch: 
     events = (data.event_offsets[1:] - data.event_offsets[:-1]).float().mean().item()
     return {
         "stage": stage,
-        "architecture": kind.architecture,
-        "mode": kind.mode,
+        "architecture": model.architecture,
+        "mode": model.mode,
         "batch": batch,
         "events_per_trial": round(events),
         "n_parameters": sum(p.numel() for p in model.parameters()),

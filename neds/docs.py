@@ -396,10 +396,16 @@ def _experiment(results: Path, name: str, link: str, missing: list[str]) -> list
             "settings on the test trials.",
             "",
         ]
+    splits = len({r.get("split", "") for r in rows}) > 1  # scored on several splits: say which row is which
     out += markdown_table(
-        ["variant", "method", "sessions", *cols],
+        ["variant", "method", *(["split"] if splits else []), "sessions", *cols],
         (
-            [r.get("variant", ""), r.get("method", ""), r.get("n_sessions", "")]
+            [
+                r.get("variant", ""),
+                r.get("method", ""),
+                *([r.get("split", "")] if splits else []),
+                r.get("n_sessions", ""),
+            ]
             + [_fmt(r[f"{c}_mean"], r[f"{c}_sem"]) for c in cols]
             for r in rows
         ),

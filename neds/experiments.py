@@ -55,6 +55,8 @@ __all__ = [
     "sweep_configs",
     "select_best",
     "scaling_sessions",
+    "balance_of",
+    "BALANCE_SEPARATOR",
 ]
 
 
@@ -160,6 +162,10 @@ class Experiment:
         variants train with that candidate's settings
     extra_targets : further files its target builds, by rules of their own (e.g. the peers'
         comparison table and figures)
+    also_scored_on : further splits each variant's models are scored on, beside ``split``
+        (e.g. chosen on the validation trials, reported on the test trials)
+    in_all : whether ``snakemake experiments`` builds it (else only its own target does: an
+        experiment too long to run with the others)
     """
 
     name: str
@@ -170,6 +176,8 @@ class Experiment:
     split: str = "test"
     selects_best: bool = False
     extra_targets: tuple[str, ...] = ()
+    also_scored_on: tuple[str, ...] = ()
+    in_all: bool = True
 
     def __post_init__(self) -> None:
         for s in self.stages:
@@ -177,8 +185,9 @@ class Experiment:
                 raise ValueError(
                     f"experiment {self.name}: {s!r} is not a per-session stage; use one of {vocab.PER_SESSION_STAGES}"
                 )
-        if self.split not in vocab.SPLITS:
-            raise ValueError(f"experiment {self.name}: unknown split {self.split!r}; use one of {vocab.SPLITS}")
+        for split in (self.split, *self.also_scored_on):
+            if split not in vocab.SPLITS:
+                raise ValueError(f"experiment {self.name}: unknown split {split!r}; use one of {vocab.SPLITS}")
 
     def variant(self, config: dict[str, Any], name: str, n_usable_pretrain: int) -> Variant:
         """Its variant called ``name`` (ConfigError naming its variants otherwise)."""
@@ -189,8 +198,13 @@ class Experiment:
         raise ConfigError(f"experiment {self.name} has no variant {name!r}; its variants: {[v.name for v in variants]}")
 
     def split_of(self, variant: Variant) -> str:
-        """The split ``variant`` is scored on."""
+        """The split ``variant`` is scored on (the one its experiment's choices read)."""
         return variant.split or self.split
+
+    def splits_of(self, variant: Variant) -> list[str]:
+        """Every split ``variant``'s models are scored on: :meth:`split_of`, then ``also_scored_on``."""
+        first = self.split_of(variant)
+        return [first, *(s for s in self.also_scored_on if s != first)]
 
     def candidates(self, config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
         """The variants its selection chooses from (empty unless it selects a best)."""
@@ -266,6 +280,26 @@ def _fraction_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[V
     return [Variant(f"fraction_{f:g}", train_fraction=f) for f in fractions]
 
 
+BALANCE_SEPARATOR = "_seed_"
+"""Variants of the loss-balance experiment are named ``<balance>_seed_<seed>``."""
+
+
+def _balance_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
+    return [
+        Variant(f"{balance}{BALANCE_SEPARATOR}{s}", seed=int(s), training={"loss": balance})
+        for balance in vocab.LOSS_BALANCES
+        for s in config["experiments"]["seeds"]
+    ]
+
+
+def balance_of(variant: str) -> tuple[str, int]:
+    """(balance, seed) of a loss-balance variant's name."""
+    balance, _, seed = variant.rpartition(BALANCE_SEPARATOR)
+    if balance not in vocab.LOSS_BALANCES or not seed.isdigit():
+        raise ValueError(f"{variant!r} is not a loss-balance variant (<balance>{BALANCE_SEPARATOR}<seed>)")
+    return balance, int(seed)
+
+
 def _sweep_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
     trials = [
         Variant(f"trial_{i:02d}", model=c["model"], training=c["training"], trial=i, split="val", fit_heads=True)
@@ -313,6 +347,17 @@ EXPERIMENTS: dict[str, Experiment] = {
                 "results/figures/peers_encoding.png",
                 "results/figures/training_curves_peers.png",
             ),
+        ),
+        Experiment(
+            "loss_balance",
+            "balance of the modalities' losses (pretrained, then fine-tuned; over seeds)",
+            (*_HELDOUT_NEDS, vocab.ENCODING.name, vocab.DECODING.name),
+            True,
+            _balance_variants,
+            split="val",
+            also_scored_on=("test",),
+            in_all=False,
+            extra_targets=("results/experiments/loss_balance/comparison.md",),
         ),
         Experiment(
             "sweep",

@@ -41,6 +41,7 @@ from neds.vocab import (
     METHOD_ORDER,
     METHODS,
     METRIC_LABELS,
+    MODALITIES,
     NEDS_FINETUNED,
     NEDS_SCRATCH,
     ORACLE,
@@ -76,6 +77,7 @@ STYLE = {
 }
 DPI = 150
 
+MODALITY_COLOURS = dict(zip(MODALITIES, ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e")))
 OTHER_COLOUR = "#444444"  # a column that is not a method of neds.vocab (e.g. an experiment's variant)
 FLOOR = -1.0  # bits per spike and R² below this are drawn on the axis edge as a down triangle
 BLOCK_STYLE = {0: ("pLeft 0.2", "#2166ac"), 1: ("pLeft 0.5", "#888888"), 2: ("pLeft 0.8", "#b2182b")}
@@ -585,20 +587,25 @@ def plot_training_curves(runs: Mapping[str, Sequence[str | Path]]) -> Figure:
         star. Rows follow the order of the stages, titled by their ``title``.
 
     The validation score is the mean of the validation metrics the run's mode produces: bits per
-    spike and/or choice and block accuracy, wheel and whisker R².
+    spike and/or choice and block accuracy, wheel and whisker R². The third column is each
+    modality's training loss as the fraction of its null deviance left
+    (:mod:`neds.model.balance`; 1 at the null model, 0 when perfect), the mean over the row's
+    runs: a modality that stops learning stays flat.
     """
     kinds = [k for k in STAGES if runs.get(k)] + [k for k in runs if k not in STAGES and runs[k]]
     labels = sorted({Path(p).parent.name for k in kinds if k != PRETRAIN.name for p in runs[k]})
     palette = mpl.colormaps["tab10"].colors
     colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=(10, 2.3 * len(kinds) + 0.8), layout="constrained")
-        axes = np.atleast_2d(fig.subplots(len(kinds), 2, sharex="row"))
+        fig = Figure(figsize=(14, 2.3 * len(kinds) + 0.8), layout="constrained")
+        axes = np.atleast_2d(fig.subplots(len(kinds), 3, sharex="row"))
         for row, kind in zip(axes, kinds):
+            vs_null = []
             for path in runs[kind]:
                 label = Path(path).parent.name if kind != PRETRAIN.name else "pretraining"
                 c = colour.get(label, "black")
                 h = read_history(path)
+                vs_null.append(h.filter(regex=r"^epoch$|^train_\w+_vs_null$"))
                 row[0].plot(h["epoch"], h["train_loss"], color=c, linewidth=1.5, label=label[:8])
                 if "val_score" in h:
                     v = h[["epoch", "val_score"]].dropna()
@@ -614,17 +621,35 @@ def plot_training_curves(runs: Mapping[str, Sequence[str | Path]]) -> Figure:
                             markeredgecolor="black",
                             markeredgewidth=0.5,
                         )
+            _plot_vs_null(row[2], vs_null)
             row[0].set_ylabel("training loss\n(summed masked losses)")
             row[1].set_ylabel(SCORE_LABELS.get(kind, "validation score\n(mean of bps and decoding)"))
             row[0].set_title(STAGES[kind].title if kind in STAGES else kind, loc="left")
             for ax in row:
                 ax.set_xlabel("epoch")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        modality_handles = [Line2D([], [], color=MODALITY_COLOURS[m], linewidth=2, label=m) for m in MODALITIES]
+        fig.legend(handles=modality_handles, title="modality", loc="outside right upper")
         if labels:
             handles = [Line2D([], [], color=colour[s], linewidth=2, label=s[:8]) for s in labels]
             fig.legend(handles=handles, title="held-out session", loc="outside lower center", ncol=min(len(labels), 6))
         fig.suptitle("Training curves; ★ the best validation epoch (the checkpoint kept)")
     return fig
+
+
+def _plot_vs_null(ax, histories: list[pd.DataFrame]) -> None:
+    """Each modality's fraction of null deviance left, mean over ``histories`` by epoch."""
+    table = pd.concat(histories) if histories else pd.DataFrame()
+    present = [m for m in MODALITIES if f"train_{m}_vs_null" in table]
+    if not present:
+        ax.text(
+            0.5, 0.5, "not recorded\n(a run of an earlier version)", ha="center", va="center", transform=ax.transAxes
+        )
+    mean = table.groupby("epoch").mean() if present else table
+    for m in present:
+        ax.plot(mean.index, mean[f"train_{m}_vs_null"], color=MODALITY_COLOURS[m], linewidth=1.5)
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_ylabel("training loss / null deviance\n(1: null model, 0: perfect)")
 
 
 EXPERIMENT_METRICS = SELECTION_METRICS

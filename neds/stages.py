@@ -219,7 +219,7 @@ def run_training(
     from neds import vocab
     from neds.data.dataset import load_sessions
     from neds.io.store import open_zarr, store_fingerprint
-    from neds.train import TrainConfig, build_model, checkpoint_identity, init_shared_from, model_class, train
+    from neds.train import TrainConfig, build_stage_model, checkpoint_identity, init_shared_from, model_class, train
 
     kind = vocab.stage(stage)  # ValueError naming the stages for an unknown one
     if kind.from_pretrained != (pretrained is not None):
@@ -231,13 +231,9 @@ def run_training(
     if threads:
         torch.set_num_threads(threads)
     tcfg = TrainConfig.from_dict(train_config)
-    cls = model_class(kind.architecture)
-    data = load_sessions(stores, events=cls.reads_events)
+    data = load_sessions(stores, events=model_class(kind.architecture).reads_events)
     torch.manual_seed(tcfg.seed)  # the initial weights, like every later draw, come from training.seed
-    # the model's time axis is the binned trials' (binning.window_s / bin_size_s)
-    shape = {"n_bins": int(data.spikes.shape[1]), "bin_size_s": data.bin_size_s}
-    config = {**model_config, **{k: v for k, v in shape.items() if k in _config_fields(cls)}}
-    model = build_model(config, data.n_units, kind.mode, list(data.eids), kind.architecture, data.subjects)
+    model = build_stage_model(stage, model_config, data)
     extra = {"stage": stage, "stores": [str(s) for s in stores]}
     inputs = {
         "stores": [store_fingerprint(s) for s in stores],
@@ -251,13 +247,6 @@ def run_training(
     summary = train(model, data, tcfg, out_dir, extra=extra, inputs=inputs)
     _log.info("%s: best epoch %s, validation %s", stage, summary.get("best_epoch"), summary.get("best_val"))
     return summary
-
-
-def _config_fields(cls) -> set[str]:
-    """The field names of a model class's config dataclass."""
-    from dataclasses import fields
-
-    return {f.name for f in fields(cls.Config)}
 
 
 def launch_training(
@@ -462,19 +451,25 @@ def run_fit_rrr(stores: list[str | Path], out: str | Path, rank: int = 4, epochs
 
 # ---------------------------------------------------------------------------------------- experiments
 def run_score_models(
-    store: str | Path, models: dict[str, str | Path], split: str, out_json: str | Path, attrs: dict | None = None
+    store: str | Path,
+    models: dict[str, str | Path],
+    split: str | list[str],
+    out_json: str | Path,
+    attrs: dict | None = None,
 ) -> list[dict]:
-    """Score NEDS checkpoints (method name -> path) on one session's ``split`` trials (an
-    experiment variant's models); writes {'rows': [...]} like run_evaluate_session, plus ``attrs``."""
+    """Score checkpoints (method name -> path) on one session's ``split`` trials (an experiment
+    variant's models; a list of splits: a row per split); writes {'rows': [...]} like
+    run_evaluate_session, plus ``attrs``."""
     from neds.data.dataset import load_sessions
     from neds.evaluate.evaluation import score
 
     data = load_sessions([store], events=_reads_events(models))
     rows = []
     for name, path in models.items():
-        pred, epoch = _predict_checkpoint(path, data, split, per_behaviour=False)
-        row, _ = score(pred, data, split)
-        rows.append({"method": name, "eid": data.eids[0], "split": split, **row, "epoch": epoch, **(attrs or {})})
+        for one in [split] if isinstance(split, str) else split:
+            pred, epoch = _predict_checkpoint(path, data, one, per_behaviour=False)
+            row, _ = score(pred, data, one)
+            rows.append({"method": name, "eid": data.eids[0], "split": one, **row, "epoch": epoch, **(attrs or {})})
     write_json({"rows": rows}, out_json)
     return rows
 
@@ -483,7 +478,8 @@ def run_summarize_experiment(
     files: dict[str, list[str | Path]], out_metrics: str | Path, out_summary: str | Path
 ) -> pd.DataFrame:
     """An experiment's per-session rows (variant -> evaluation files) -> metrics.tsv (one row per
-    variant, method and session) and summary.tsv (mean, s.e.m. and sessions per variant and method)."""
+    variant, method, split and session) and summary.tsv (mean, s.e.m. and sessions per variant,
+    method and split)."""
     from neds.evaluate.tables import collect_rows, summarize
 
     parts = [collect_rows(paths).assign(variant=variant) for variant, paths in files.items() if paths]
@@ -491,7 +487,7 @@ def run_summarize_experiment(
         raise ValueError("the experiment has no evaluated sessions; check results/binned/sessions.tsv")
     df = pd.concat(parts, ignore_index=True)
     df = df[["variant", *(c for c in df.columns if c != "variant")]]
-    summary = summarize(df.drop(columns=["experiment", "epoch"], errors="ignore"), by=("variant", "method"))
+    summary = summarize(df.drop(columns=["experiment", "epoch"], errors="ignore"), by=("variant", "method", "split"))
     write_table(df, out_metrics)
     write_table(summary, out_summary)
     return summary

@@ -39,9 +39,17 @@ from neds.config import schema_defaults
 from neds.data.dataset import TrialData
 from neds.evaluate.evaluation import SELECTION_KEYS, predict_trials, score
 from neds.io.files import atomic_write, write_json
+from neds.model.balance import VS_NULL, LossBalance, null_deviances
 from neds.model.base import TrialModel
 from neds.model.neds import LOSS_PARTS, model_summary
-from neds.vocab import MODE_SCHEMES, MULTIMODAL_MODE, NDT2_ARCHITECTURE, NEDS_ARCHITECTURE, POYO_PLUS_ARCHITECTURE
+from neds.vocab import (
+    LOSS_BALANCES,
+    MODE_SCHEMES,
+    MULTIMODAL_MODE,
+    NDT2_ARCHITECTURE,
+    NEDS_ARCHITECTURE,
+    POYO_PLUS_ARCHITECTURE,
+)
 
 __all__ = [
     "NonFiniteDataError",
@@ -50,6 +58,7 @@ __all__ = [
     "train",
     "evaluate",
     "build_model",
+    "build_stage_model",
     "model_class",
     "param_groups",
     "load_checkpoint",
@@ -103,6 +112,7 @@ class TrainConfig:
     div_factor: float = _STAGE_DEFAULTS["div_factor"]  # the schedule starts at max_lr / div_factor
     mask_ratio: float = _STAGE_DEFAULTS["mask_ratio"]
     schemes: tuple[str, ...] | None = _STAGE_DEFAULTS["schemes"]  # None: the schemes of the model's mode
+    loss: str = _SHARED_DEFAULTS["loss"]  # how the modalities' losses are balanced (neds.model.balance)
     loss_weights: dict[str, float] | None = field(default_factory=lambda: dict(_SHARED_DEFAULTS["loss_weights"]))
     val_every: int = _SHARED_DEFAULTS["val_every"]
     seed: int = _SHARED_DEFAULTS["seed"]
@@ -120,6 +130,8 @@ class TrainConfig:
         unknown = set(self.loss_weights or {}) - set(LOSS_PARTS)
         if unknown:
             raise ValueError(f"unknown loss_weights {sorted(unknown)}; use modalities from {LOSS_PARTS}")
+        if self.loss not in LOSS_BALANCES:
+            raise ValueError(f"training loss={self.loss!r} is not one of {LOSS_BALANCES}")
         if self.keep not in KEEP:
             raise ValueError(f"training keep={self.keep!r} is not one of {KEEP}")
         if not 0.0 < self.train_fraction <= 1.0:
@@ -216,6 +228,22 @@ def build_model(
     if getattr(cls, "uses_subjects", False):
         return cls(cfg, n_units, mode, eids, subjects=subjects)
     return cls(cfg, n_units, mode, eids)
+
+
+def build_stage_model(stage: str, model_config: dict, data: TrialData) -> TrialModel:
+    """The model of ``stage`` (its architecture and mode, :data:`neds.vocab.STAGES`) in its initial
+    state over the sessions of ``data`` (their units, ids and subjects), its time axis
+    (``n_bins``, ``bin_size_s``, where its config has them) the binned trials' of ``data``."""
+    from dataclasses import fields as config_fields
+
+    from neds.vocab import stage as stage_of
+
+    kind = stage_of(stage)
+    cls = model_class(kind.architecture)
+    shape = {"n_bins": int(data.spikes.shape[1]), "bin_size_s": data.bin_size_s}
+    known = {f.name for f in config_fields(cls.Config)}
+    config = {**model_config, **{k: v for k, v in shape.items() if k in known}}
+    return build_model(config, data.n_units, kind.mode, list(data.eids), kind.architecture, data.subjects)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -537,10 +565,15 @@ def train(
         raise ValueError(f"{n_train} training trials are fewer than one global batch of {tcfg.batch_size}")
     total_steps = steps_per_epoch * tcfg.epochs
 
+    balance = LossBalance(
+        tcfg.loss, tcfg.loss_weights, null_deviances(data, train_idx), list(data.eids)
+    )  # the null deviances of the training trials: the 'null' balances and the <modality>_vs_null history
     model.to(device)
-    optimizer = torch.optim.AdamW(
-        param_groups(model, tcfg.weight_decay), lr=tcfg.max_lr / tcfg.div_factor, eps=tcfg.eps
-    )
+    balance.to(device)
+    groups = param_groups(model, tcfg.weight_decay)
+    if tcfg.loss == "uncertainty":
+        groups.append({"params": list(balance.parameters()), "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=tcfg.max_lr / tcfg.div_factor, eps=tcfg.eps)
     clipped = model.canonical_parameters()  # a fixed order: the clipping norm is a float sum over tensors
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
@@ -578,6 +611,7 @@ def train(
             ckpt, differ, why = None, ["unreadable"], f"it cannot be read: {exc}"
         if not differ:
             model.load_state_dict(ckpt["model_state"])
+            balance.load_state_dict(ckpt.get("balance_state", {}))
             optimizer.load_state_dict(ckpt["optimizer_state"])
             scheduler.load_state_dict(ckpt["scheduler_state"])
             state = ckpt["state"]
@@ -620,6 +654,7 @@ def train(
         _atomic_save(
             {
                 "model_state": model_state,
+                "balance_state": balance.state_dict(),
                 "optimizer_state": optimizer.state_dict(),
                 "scheduler_state": scheduler.state_dict(),
                 "state": state,
@@ -658,7 +693,7 @@ def train(
             raise NonFiniteLossError(
                 f"non-finite training loss at epoch {epoch + 1}, step {step + 1} of {steps_per_epoch} (global step "
                 f"{state['step']}): {', '.join(which)} (modalities "
-                f"{', '.join(n for n in which if n not in ('total', 'gradient')) or 'none'}"
+                f"{', '.join(dict.fromkeys(n.removesuffix(VS_NULL) for n in which if n not in ('total', 'gradient'))) or 'none'}"
                 f"); the batch held trials of session(s) {', '.join(eids)}. Nothing is saved from this state. Check "
                 "those sessions' binned stores (neds.io.store.open_binned verifies them; re-run bin_session for any it "
                 f"rejects) or lower training.max_lr (now {tcfg.max_lr}), then rerun"
@@ -689,9 +724,13 @@ def train(
             masks = masks.to(device) if masks is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = net(batch, masks)
-            loss, parts = model.loss(out, batch, masks, tcfg.loss_weights)
+            loss, parts = balance(model.loss_terms(out, batch, masks), batch.session)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if world > 1 and balance.log_var is not None:  # outside DDP: average its gradient over the ranks
+                grad = balance.log_var.grad if balance.log_var.grad is not None else torch.zeros_like(balance.log_var)
+                dist.all_reduce(grad)
+                balance.log_var.grad = grad / world
             grad_norm = torch.nn.utils.clip_grad_norm_(clipped, tcfg.grad_clip) if tcfg.grad_clip else None
             optimizer.step()
             scheduler.step()
@@ -702,6 +741,7 @@ def train(
                 sums[k] = sums.get(k, 0.0) + v
         record = {"epoch": epoch + 1, "step": state["step"], "lr": scheduler.get_last_lr()[0]}
         record.update({f"train_{k}": v / steps_per_epoch for k, v in sums.items()})
+        record.update({f"weight_{k}": v for k, v in balance.modality_weights().items()})
         state["seconds"] += time.perf_counter() - t0
         state["epoch"] = epoch + 1
         if (epoch + 1) % tcfg.val_every == 0 or epoch + 1 == tcfg.epochs:

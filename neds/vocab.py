@@ -60,6 +60,7 @@ __all__ = [
     "RRR",
     "ORACLE",
     "MODALITIES",
+    "LOSS_BALANCES",
     "BEHAVIOURS",
     "DYNAMIC_BEHAVIOURS",
     "STATIC_BEHAVIOURS",
@@ -282,6 +283,11 @@ MODALITIES = ("spikes",) + BEHAVIOURS
 """The model's token streams, in token order, and so the terms of its loss."""
 N_CLASSES = {"choice": 2, "block": 3}
 """Classes of the static behaviours: choice -1 / +1, block prior 0.2 / 0.5 / 0.8."""
+
+LOSS_BALANCES = ("weights", "null", "uncertainty", "paper")
+"""How the modalities' losses make the training loss (``training.loss``;
+:mod:`neds.model.balance`): hand-set weights, each relative to its null deviance, those weighted
+by learned uncertainties, or the NEDS authors' normalisation."""
 
 MASKING_SCHEMES = ("neural", "behavioural", "within_neural", "within_behavioural", "cross_modal")
 """The multi-task masking schemes (the paper, section 3.2)."""

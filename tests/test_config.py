@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from neds.config import ConfigError, check_no_leakage, model_settings, read_eid_list, session_lists, validate_config
+from neds.config import (
+    ConfigError,
+    check_no_leakage,
+    model_settings,
+    read_eid_list,
+    session_lists,
+    train_settings,
+    validate_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EID_A = "754b74d5-7a06-4004-ae0c-72a10b6ed2e6"
@@ -32,6 +40,11 @@ def test_paper_config_validates():
     assert model_settings(cfg, "pretrain")["n_layers"] == model_settings(cfg, "finetune")["n_layers"] == 22
     assert model_settings(cfg, "scratch")["n_layers"] == model_settings(cfg, "encoding")["n_layers"] == 5
     assert "pretrain_n_layers" not in model_settings(cfg, "scratch")
+    # trained the authors' way: their loss normalisation and their dropout on the attention probabilities
+    assert train_settings(cfg, "finetune")["loss"] == train_settings(cfg, "pretrain")["loss"] == "paper"
+    assert (
+        model_settings(cfg, "finetune")["attention_dropout"] == 0.4 and model_settings(cfg, "finetune")["dropout"] == 0
+    )
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,11 @@ PLANS = {
         False,
     ),
     "peers": (["seed_42", "seed_43", "seed_44"], ("finetune", "poyo_finetune", "ndt2_finetune"), False),
+    "loss_balance": (
+        [f"{b}_seed_{s}" for b in ("weights", "null", "uncertainty", "paper") for s in (42, 43, 44)],
+        ("finetune", "scratch", "encoding", "decoding"),
+        True,
+    ),
     "sweep": (["trial_00", "trial_01", "trial_02", "trial_03", SWEEP_BEST], ("scratch",), False),
 }
 
@@ -71,7 +76,9 @@ def test_plan_of_each_experiment(config, name):
     for v in exp.variants(config, N_USABLE):
         assert re.fullmatch(r"[A-Za-z0-9_.-]+", v.name)  # a folder name and the workflow's variant wildcard
         assert exp.variant(config, v.name, N_USABLE) == v
-        assert exp.split_of(v) == ("val" if name == "sweep" and v.name != SWEEP_BEST else "test")
+        chosen_on_val = (name == "sweep" and v.name != SWEEP_BEST) or name == "loss_balance"
+        assert exp.split_of(v) == ("val" if chosen_on_val else "test")
+        assert exp.splits_of(v) == (["val", "test"] if name == "loss_balance" else [exp.split_of(v)])
     with pytest.raises(ConfigError, match="has no variant"):
         exp.variant(config, "nope", N_USABLE)
 
@@ -221,3 +228,21 @@ def test_the_peers_experiment_fine_tunes_each_model_from_its_own_pretraining(con
         assert model == model_settings(config, stage)  # the architecture's own config section
     assert set(model_settings(config, vocab.NDT2_FINETUNE.name)) == set(config["ndt2"])
     assert set(model_settings(config, vocab.POYO_FINETUNE.name)) == set(config["poyo_plus"])
+
+
+def test_loss_balance_trains_every_balance_with_each_seed(config):
+    from neds.experiments import balance_of
+
+    for v in _variants(config, "loss_balance").values():
+        balance, seed = balance_of(v.name)
+        assert v.seed == seed and balance in vocab.LOSS_BALANCES
+        for stage in (vocab.PRETRAIN.name, vocab.FINETUNE.name, vocab.DECODING.name):
+            model, training = v.settings(config, stage)
+            main_model, main_training = _main(config, stage)
+            assert model == main_model and training == {**main_training, "loss": balance, "seed": seed}
+    with pytest.raises(ValueError, match="not a loss-balance variant"):
+        balance_of("seed_42")
+    # too long to run with the others: only its own target builds it
+    assert not EXPERIMENTS["loss_balance"].in_all and all(
+        e.in_all for n, e in EXPERIMENTS.items() if n != "loss_balance"
+    )

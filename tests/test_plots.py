@@ -299,20 +299,28 @@ def test_training_curves(tmp_path):
             folder = tmp_path / kind / eid
             folder.mkdir(parents=True, exist_ok=True)
             rows = [{"epoch": e, "lr": 1e-3, "train_loss": 3.0 / e} for e in range(1, 7)]
+            if kind == "finetune":  # each modality's fraction of null deviance; whisker stops learning
+                for r in rows:
+                    r.update(train_spikes_vs_null=1 - 0.01 * r["epoch"] * (eid == "s1"), train_whisker_vs_null=1.0)
             for e, score in ((2, 0.1), (4, 0.3), (6, 0.2)):
                 rows[e - 1].update(val_score=score, val_bps=score)
             (folder / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             runs[kind].append(folder / "history.jsonl")
     fig = plots.plot_training_curves(runs)
     assert_saved(fig, tmp_path / "training_curves.png")
-    assert len(fig.axes) == 3 * 2
-    loss, val = fig.axes[2], fig.axes[3]  # fine-tuning row
+    assert len(fig.axes) == 3 * 3
+    loss, val, vs_null = fig.axes[3], fig.axes[4], fig.axes[5]  # fine-tuning row
+    spikes, whisker = vs_null.get_lines()[:2]  # one line per recorded modality: the mean over the row's runs
+    np.testing.assert_allclose(spikes.get_ydata(), 1 - 0.005 * np.arange(1, 7))
+    np.testing.assert_allclose(whisker.get_ydata(), 1.0)
+    assert spikes.get_color() == plots.MODALITY_COLOURS["spikes"]
+    assert "not recorded" in fig.axes[2].texts[0].get_text()  # pretraining kept no such record
     assert loss.get_title(loc="left").startswith("fine-tuning") and loss.get_xlabel() == "epoch"
     assert len(loss.get_lines()) == 2
     curve, star = val.get_lines()[:2]
     np.testing.assert_array_equal(curve.get_xdata(), [2, 4, 6])  # validation epochs only
     assert star.get_marker() == "*" and star.get_xdata()[0] == 4  # the best epoch
-    assert fig.axes[-1].get_ylabel() == "validation bits per spike"
+    assert fig.axes[-2].get_ylabel() == "validation bits per spike"
 
 
 def test_read_history(tmp_path):

@@ -205,21 +205,20 @@ def test_training_refuses_nan_data(tmp_path):
 
 def test_nan_loss_stops_training_and_saves_nothing(tmp_path, monkeypatch):
     data = random_trials([5, 9], 20)  # 28 training trials: 4 steps an epoch
-    original, calls = NEDS.loss, []
+    original, calls = NEDS.loss_terms, []
 
-    def loss(self, *args, **kwargs):
-        total, parts = original(self, *args, **kwargs)
+    def loss_terms(self, *args, **kwargs):
+        terms = original(self, *args, **kwargs)
         calls.append(1)
         if len(calls) == 6:  # epoch 2, step 2
-            parts = {**parts, "wheel": parts["wheel"] * float("nan")}
-            total = total + parts["wheel"]
-        return total, parts
+            terms["wheel"].total = terms["wheel"].total * float("nan")
+        return terms
 
-    monkeypatch.setattr(NEDS, "loss", loss)
+    monkeypatch.setattr(NEDS, "loss_terms", loss_terms)
     with pytest.raises(NonFiniteLossError) as err:
         train(build_model(TINY, data.n_units), data, TrainConfig(epochs=3, **FAST), tmp_path)
     msg = str(err.value)
-    assert "epoch 2, step 2 of 4" in msg and "modalities wheel" in msg and "max_lr" in msg
+    assert "epoch 2, step 2 of 4" in msg and "(modalities wheel)" in msg and "max_lr" in msg
     assert "session-0" in msg or "session-1" in msg
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "summary.json").exists()
     last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)  # epoch 1, finite

@@ -11,7 +11,8 @@ format and one evaluation (:func:`neds.evaluate.evaluation.predict_trials`) serv
   outside it is shared across sessions and is what fine-tuning copies
   (:meth:`TrialModel.init_from_pretrained`);
 * a training step is ``masks = model.draw_masks(...)``, ``out = model(batch, masks)``,
-  ``loss, parts = model.loss(out, batch, masks, weights)``;
+  ``terms = model.loss_terms(out, batch, masks)``, balanced into one loss by
+  :class:`~neds.model.balance.LossBalance` (``training.loss``);
 * :meth:`TrialModel.predict` turns a batch into the evaluation's predictions (expected counts,
   behaviour values, class probabilities).
 
@@ -27,6 +28,8 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
+
+from neds.model.balance import LossBalance, LossTerm
 
 __all__ = ["Batch", "SessionVocabulary", "TrialModel", "check_pretrained"]
 
@@ -194,12 +197,19 @@ class TrialModel(nn.Module):
         moves them to the device with ``.to(device)``."""
         return None
 
+    def loss_terms(self, out: Any, batch: Batch, masks: Any) -> dict[str, LossTerm]:
+        """{modality: its :class:`~neds.model.balance.LossTerm`} of one batch: per-trial sums over
+        the masked tokens of each modality the model's mode is trained on."""
+        raise NotImplementedError
+
     def loss(
         self, out: Any, batch: Batch, masks: Any, weights: dict[str, float] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(total loss, {modality: its unweighted loss}) of one batch; ``weights`` (modality ->
-        float, default 1 each) scales each term of the total."""
-        raise NotImplementedError
+        """(total loss, {modality: its mean loss per masked token}) of one batch, the ``weights``
+        balance (:class:`~neds.model.balance.LossBalance`): ``weights`` (modality -> float,
+        default 1 each) scales each term of the total. The training loop balances the terms as
+        ``training.loss`` says."""
+        return LossBalance("weights", weights)(self.loss_terms(out, batch, masks), batch.session)
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from neds.config import schema_defaults
+from neds.model.balance import LossTerm, poisson_floor
 from neds.model.base import Batch, SessionVocabulary, TrialModel
 from neds.model.masking import Masks, draw_masks, eval_masks
 from neds.vocab import (
@@ -481,41 +482,31 @@ class NEDS(TrialModel):
         return pred
 
     # ------------------------------------------------------------------ loss
-    def loss(
-        self, out: Output, batch: Batch, masks: Masks, weights: dict[str, float] | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted sum over modalities of each modality's mean loss per masked token.
+    def loss_terms(self, out: Output, batch: Batch, masks: Masks) -> dict[str, LossTerm]:
+        """Each modality's loss over each trial's masked tokens (:class:`~neds.model.balance.LossTerm`).
 
         Spikes: a spike token is one (trial, bin) of the whole population, so its loss is the
-        Poisson NLL (log-rate input) summed over the session's real units; the modality's loss is
-        the mean of that over masked tokens. Wheel, whisker: MSE over masked bins. Choice, block:
-        cross-entropy over trials whose token is masked. The encoding model scores only spikes,
-        the decoding model only behaviour. Unmasked tokens and padded units contribute nothing.
-
-        ``weights`` (modality -> float, default 1 each) scales each modality's term of the total;
-        the returned parts are unweighted.
+        Poisson NLL (log-rate input) summed over the session's real units. Wheel, whisker: squared
+        error per masked bin. Choice, block: cross-entropy of a trial whose token is masked. The
+        encoding model has only the spike term, the decoding model only the behaviours'. Unmasked
+        tokens and padded units contribute nothing.
         """
-        parts: dict[str, torch.Tensor] = {}
+        terms: dict[str, LossTerm] = {}
         if self.mode in (MULTIMODAL_MODE, ENCODING_MODE):
             rate = out.spikes.float()
-            nll = (torch.exp(rate) - batch.spikes * rate) * batch.unit_mask[:, None, :]  # (B, T, N)
-            sel = masks.spikes.to(rate.dtype)  # (B, T)
-            parts["spikes"] = (nll.sum(-1) * sel).sum() / sel.sum().clamp(min=1)
+            real = batch.unit_mask[:, None, :].to(rate.dtype)
+            nll = ((torch.exp(rate) - batch.spikes * rate) * real).sum(-1)  # (B, T)
+            floor = (poisson_floor(batch.spikes) * real).sum(-1)
+            terms["spikes"] = LossTerm.of(nll, masks.spikes, batch.unit_mask.sum(-1).to(rate.dtype), floor)
         if self.mode in (MULTIMODAL_MODE, DECODING_MODE):
+            n_bins = batch.spikes.shape[1]
             for i, name in enumerate(DYNAMIC_BEHAVIOURS):
-                sel = masks.behaviour[:, i].float()
                 err = (getattr(out, name).float() - getattr(batch, name)) ** 2
-                parts[name] = (err * sel).sum() / sel.sum().clamp(min=1)
+                terms[name] = LossTerm.of(err, masks.behaviour[:, i])
             for i, name in enumerate(STATIC_BEHAVIOURS, start=len(DYNAMIC_BEHAVIOURS)):
-                sel = masks.behaviour[:, i, 0].float()  # (B,), whole-token flag
                 ce = F.cross_entropy(getattr(out, name).float(), getattr(batch, name), reduction="none")
-                parts[name] = (ce * sel).sum() / sel.sum().clamp(min=1)
-        weights = weights or {}
-        unknown = set(weights) - set(MODALITIES)
-        if unknown:
-            raise ValueError(f"unknown loss weights {sorted(unknown)}; use {MODALITIES}")
-        total = torch.stack([v * weights.get(k, 1.0) for k, v in parts.items()]).sum()
-        return total, parts
+                terms[name] = LossTerm.of(ce, masks.behaviour[:, i, 0], float(n_bins))  # whole-token flag
+        return terms
 
 
 def model_summary(model: TrialModel) -> dict:

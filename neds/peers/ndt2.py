@@ -79,12 +79,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from neds.config import schema_defaults
+from neds.model.balance import LossTerm, decoding_terms, poisson_floor
 from neds.model.base import Batch, SessionVocabulary, TrialModel, check_pretrained
 from neds.model.neds import dropout
 from neds.vocab import (
     DECODING_MODE,
     DYNAMIC_BEHAVIOURS,
-    MODALITIES,
     N_CLASSES,
     NDT2_ARCHITECTURE,
     SELF_SUPERVISED_MODE,
@@ -652,29 +652,19 @@ class NDT2(TrialModel):
                 logr = torch.where(masked[..., None], out, logr)
         return {"rate": torch.exp(logr.reshape(b, t, -1)[:, :, :n])}
 
-    def loss(
-        self, out: NDT2Output, batch: Batch, masks: TokenMasks | None, weights: dict[str, float] | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Self-supervised: ``spikes``, the Poisson NLL (log-rate input) averaged over the real units
-        of the masked patches. Decoding: ``wheel``, ``whisker`` (MSE over bins), ``choice``,
-        ``block`` (cross-entropy over trials), as NEDS's decoding losses. In float32.
-
-        ``weights`` (modality -> float, default 1 each) scales each term of the total; the
-        returned parts are unweighted.
-        """
-        parts: dict[str, torch.Tensor] = {}
+    def loss_terms(self, out: NDT2Output, batch: Batch, masks: TokenMasks | None) -> dict[str, LossTerm]:
+        """Self-supervised: ``spikes``, the Poisson NLL (log-rate input) over the real units of the
+        masked patches, a token per (bin, unit) element (NDT2 averages its loss per element).
+        Decoding: ``wheel``, ``whisker`` (squared error per bin), ``choice``, ``block``
+        (cross-entropy per trial), every token predicted, as NEDS's decoding losses
+        (:func:`~neds.model.balance.decoding_terms`)."""
+        terms: dict[str, LossTerm] = {}
         if self.mode == SELF_SUPERVISED_MODE:
-            rate = out.spikes.float()
-            nll = torch.exp(rate) - batch.spikes.float() * rate
-            parts["spikes"] = torch.where(out.masked, nll, 0.0).sum() / out.masked.sum().clamp(min=1)
+            rate, y = out.spikes.float(), batch.spikes.float()
+            sel = out.masked.flatten(1)
+            terms["spikes"] = LossTerm.of(
+                (torch.exp(rate) - y * rate).flatten(1), sel, floor_per_token=poisson_floor(y).flatten(1)
+            )
         else:
-            for name in DYNAMIC_BEHAVIOURS:
-                parts[name] = ((getattr(out, name).float() - getattr(batch, name).float()) ** 2).mean()
-            for name in STATIC_BEHAVIOURS:
-                parts[name] = F.cross_entropy(getattr(out, name).float(), getattr(batch, name))
-        weights = weights or {}
-        unknown = set(weights) - set(MODALITIES)
-        if unknown:
-            raise ValueError(f"unknown loss weights {sorted(unknown)}; use {MODALITIES}")
-        total = torch.stack([v * weights.get(k, 1.0) for k, v in parts.items()]).sum()
-        return total, parts
+            terms = decoding_terms(out, batch)
+        return terms

@@ -80,7 +80,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parameter import UninitializedParameter
 from torch_brain.models import POYOPlus
 from torch_brain.nn import InfiniteVocabEmbedding
@@ -90,8 +89,9 @@ from torch_brain.utils import create_linspace_latent_tokens, create_start_end_un
 from torch_brain.utils.tokenizers import TokenType
 
 from neds.config import schema_defaults
+from neds.model.balance import LossTerm, decoding_terms
 from neds.model.base import Batch, SessionVocabulary, TrialModel, check_pretrained
-from neds.vocab import BEHAVIOURS, DECODING_MODE, DYNAMIC_BEHAVIOURS, MODALITIES, N_CLASSES, STATIC_BEHAVIOURS
+from neds.vocab import BEHAVIOURS, DECODING_MODE, DYNAMIC_BEHAVIOURS, N_CLASSES
 
 __all__ = ["POYOPlusConfig", "POYOPlusModel", "POYOPlusOutput", "POYOSessions", "TASKS", "register_tasks"]
 
@@ -462,27 +462,10 @@ class POYOPlusModel(TrialModel):
             "block_prob": torch.softmax(out.block.float(), -1),
         }
 
-    def loss(
-        self, out: POYOPlusOutput, batch: Batch, masks=None, weights: dict[str, float] | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted sum of the decoding losses, in float32, reduced as NEDS's decoding loss
-        (:meth:`neds.model.neds.NEDS.loss` with every behaviour token masked): wheel and whisker,
-        MSE averaged over trials and bins; choice and block, cross-entropy averaged over trials.
-
-        ``weights`` (modality -> float, default 1 each) scales each term of the total; the returned
-        parts are unweighted.
-        """
-        weights = weights or {}
-        unknown = set(weights) - set(MODALITIES)
-        if unknown:
-            raise ValueError(f"unknown loss weights {sorted(unknown)}; use {MODALITIES}")
-        parts: dict[str, torch.Tensor] = {}
-        for name in DYNAMIC_BEHAVIOURS:
-            parts[name] = F.mse_loss(getattr(out, name).float(), getattr(batch, name).float())
-        for name in STATIC_BEHAVIOURS:
-            parts[name] = F.cross_entropy(getattr(out, name).float(), getattr(batch, name))
-        total = torch.stack([v * weights.get(k, 1.0) for k, v in parts.items()]).sum()
-        return total, parts
+    def loss_terms(self, out: POYOPlusOutput, batch: Batch, masks=None) -> dict[str, LossTerm]:
+        """The decoding losses, as NEDS's decoding loss with every behaviour token masked
+        (:func:`~neds.model.balance.decoding_terms`)."""
+        return decoding_terms(out, batch)
 
 
 # ---------------------------------------------------------------------------------------- state dict hooks

@@ -183,8 +183,8 @@ def exp_models(wc):
 
 
 def exp_split(wc):
-    """The split a variant's models are scored on."""
-    return EXPERIMENTS[wc.experiment].split_of(exp_variant(wc))
+    """The splits a variant's models are scored on."""
+    return EXPERIMENTS[wc.experiment].splits_of(exp_variant(wc))
 
 
 def exp_evaluations(experiment, variants=None):
@@ -208,6 +208,7 @@ def exp_targets(experiment):
 
 
 # ---------------------------------------------------------------- the peers comparison (experiments.smk)
+BALANCE = "loss_balance"  # the experiment comparing balances of the losses (neds.experiments.EXPERIMENTS)
 PEERS = "peers"  # the experiment comparing NEDS with POYO+ and NDT2 (neds.experiments.EXPERIMENTS)
 
 

@@ -155,7 +155,7 @@ rule table1:
 
 rule experiments:
     input:
-        [t for e in EXPERIMENTS for t in exp_targets(e)],
+        [t for e in EXPERIMENTS if EXPERIMENTS[e].in_all for t in exp_targets(e)],
         f"{EXP_DIR}/table1.tsv",
 
 
@@ -200,6 +200,36 @@ rule peers_comparison:
         runs=peers_runs,
     script:
         "../scripts/peers_comparison.py"
+
+
+# The balance of the modalities' losses (snakemake loss_balance): each balance pretrained,
+# fine-tuned and trained per session over seeds; chosen on the validation trials, compared with
+# the unimodal models and the linear decoder on the test trials.
+rule balance_comparison:
+    input:
+        metrics=f"{EXP_DIR}/{BALANCE}/metrics.tsv",
+        main="results/tables/metrics.tsv",
+        pretrain=lambda wc: [
+            f"{EXP_DIR}/{BALANCE}/{v.name}/{vocab.PRETRAIN.name}/history.jsonl" for v in exp_variants(BALANCE)
+        ],
+    output:
+        selection=f"{EXP_DIR}/{BALANCE}/selection.tsv",
+        table=f"{EXP_DIR}/{BALANCE}/comparison.tsv",
+        targets=f"{EXP_DIR}/{BALANCE}/targets.tsv",
+        markdown=report(f"{EXP_DIR}/{BALANCE}/comparison.md", caption="../report/balance.rst", category="Experiments"),
+    log:
+        f"logs/experiments/{BALANCE}/comparison.log",
+    localrule: True
+    conda:
+        "../envs/neds.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        variants=lambda wc: [v.name for v in exp_variants(BALANCE)],
+    script:
+        "../scripts/balance_comparison.py"
 
 
 use rule plot_training_curves as plot_training_curves_peers with:

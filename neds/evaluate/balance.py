@@ -1,0 +1,194 @@
+"""The loss-balance experiment's tables (``snakemake loss_balance``): which balance of the
+modalities' losses (:mod:`neds.model.balance`) is chosen on the validation trials, and how the
+multimodal model compares, on the test trials, with the unimodal models and the linear decoder.
+
+Every variant of the experiment (``<balance>_seed_<seed>``, :func:`neds.experiments.balance_of`)
+pretrains its own model with the balance, fine-tunes it and trains the per-session models
+(from scratch, encoding-only, decoding-only) with it on each held-out session, and is scored on
+the validation and the test trials.
+
+* The **choice** reads validation trials only: per balance, the mean over seeds of the selection
+  score (the mean of bits per spike and the four decoding scores) of the fine-tuned and the
+  scratch model, averaged over the held-out sessions, and of the pretrained model on the
+  pretraining sessions' validation trials.
+* The **report** reads test trials: each method's metrics, per seed the mean over the held-out
+  sessions, then their mean and standard deviation over seeds.
+* The **targets** compare, per balance, the fine-tuned multimodal model with the decoding-only
+  model (each decoding metric), the encoding-only model (bits per spike) and the main run's
+  linear decoder (each decoding metric), on the test trials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from neds.evaluate.tables import markdown_table
+from neds.experiments import balance_of
+from neds.vocab import (
+    LINEAR,
+    LOSS_BALANCES,
+    NEDS_FINETUNED,
+    NEDS_SCRATCH,
+    SELECTION_METRICS,
+    UNIMODAL_DECODING,
+    UNIMODAL_ENCODING,
+)
+
+__all__ = ["per_seed", "selection", "report", "targets", "balance_markdown", "TARGETS"]
+
+DECODING_TARGETS = ("choice_acc", "block_acc", "wheel_r2", "whisker_r2")
+TARGETS = (
+    *((m, UNIMODAL_DECODING) for m in DECODING_TARGETS),
+    ("bps_unit_mean", UNIMODAL_ENCODING),
+    *((m, LINEAR) for m in DECODING_TARGETS),
+)
+"""(metric, the method the fine-tuned multimodal model should be at or above)."""
+PRETRAIN_COLUMN = "pretrain_val_score"
+
+
+def per_seed(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The experiment's ``metrics.tsv`` (a row per variant, method, split and session) -> a row per
+    (balance, seed, split, method): each selection metric's mean over the held-out sessions,
+    and their mean, ``score``."""
+    df = metrics.copy()
+    parsed = [balance_of(v) for v in df["variant"]]
+    df["balance"], df["seed"] = [b for b, _ in parsed], [s for _, s in parsed]
+    cols = [c for c in SELECTION_METRICS if c in df]
+    out = df.groupby(["balance", "seed", "split", "method"], sort=False)[cols].mean().reset_index()
+    out["score"] = out[cols].mean(axis=1, skipna=False)  # a method lacking a metric has no score
+    return out
+
+
+def selection(seeds: pd.DataFrame, pretrain_scores: Mapping[str, float]) -> pd.DataFrame:
+    """A row per balance, best first: the mean over seeds of the validation selection score of the
+    fine-tuned and scratch models (``finetuned_val_score``, ``scratch_val_score``) and of the
+    pretrained model (``pretrain_val_score``, from ``pretrain_scores``: variant -> its last
+    validation score), and their mean, ``val_score``, the criterion."""
+    val = seeds[seeds["split"] == "val"]
+    rows = []
+    for balance in [b for b in LOSS_BALANCES if b in set(val["balance"])]:
+        mine = val[val["balance"] == balance]
+        row = {"balance": balance, "seeds": int(mine["seed"].nunique())}
+        for method, key in ((NEDS_FINETUNED, "finetuned_val_score"), (NEDS_SCRATCH, "scratch_val_score")):
+            row[key] = float(mine.loc[mine["method"] == method, "score"].mean())
+        pre = [
+            pretrain_scores[v]
+            for v in pretrain_scores
+            if balance_of(v)[0] == balance and balance_of(v)[1] in set(mine["seed"])
+        ]
+        row[PRETRAIN_COLUMN] = float(np.mean(pre)) if pre else np.nan
+        parts = [row["finetuned_val_score"], row["scratch_val_score"], row[PRETRAIN_COLUMN]]
+        row["val_score"] = float(np.mean(parts)) if all(np.isfinite(parts)) else np.nan
+        rows.append(row)
+    if not rows:
+        raise ValueError("the loss-balance experiment has no validation rows; run `snakemake loss_balance`")
+    return pd.DataFrame(rows).sort_values("val_score", ascending=False, na_position="last", ignore_index=True)
+
+
+def report(seeds: pd.DataFrame, main: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Test trials: a row per (balance, method) with each selection metric's mean and standard
+    deviation over seeds (``<metric>_mean``, ``<metric>_sd``) and the number of seeds; then the
+    main run's linear decoder (``main``, its ``metrics.tsv``; balance '-', one fit)."""
+    test = seeds[seeds["split"] == "test"]
+    cols = [c for c in SELECTION_METRICS if c in test]
+    rows = []
+    for (balance, method), g in test.groupby(["balance", "method"], sort=False):
+        row = {"balance": balance, "method": method, "seeds": int(g["seed"].nunique())}
+        for c in cols:
+            row[f"{c}_mean"] = float(g[c].mean())
+            row[f"{c}_sd"] = float(g[c].std(ddof=1)) if len(g) > 1 else np.nan
+        rows.append(row)
+    if main is not None:
+        lin = main[(main["method"] == LINEAR) & (main.get("split", "test") == "test")]
+        if len(lin):
+            row = {"balance": "-", "method": LINEAR, "seeds": 1}
+            for c in cols:
+                if c in lin:
+                    row[f"{c}_mean"], row[f"{c}_sd"] = float(lin[c].mean()), np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def targets(table: pd.DataFrame) -> pd.DataFrame:
+    """Per balance and target of :data:`TARGETS`: the fine-tuned multimodal model's test mean,
+    the reference method's, the difference and whether the target is met (at or above)."""
+    rows = []
+    ref_rows = table.set_index(["balance", "method"])
+    for balance in [b for b in LOSS_BALANCES if b in set(table["balance"])]:
+        for metric, ref in TARGETS:
+            key = (("-" if ref == LINEAR else balance), ref)
+            if (balance, NEDS_FINETUNED) not in ref_rows.index or key not in ref_rows.index:
+                continue
+            mine = ref_rows.loc[(balance, NEDS_FINETUNED)].get(f"{metric}_mean", np.nan)
+            other = ref_rows.loc[key].get(f"{metric}_mean", np.nan)
+            rows.append(
+                {
+                    "balance": balance,
+                    "metric": metric,
+                    "reference": ref,
+                    NEDS_FINETUNED: mine,
+                    "reference_value": other,
+                    "difference": mine - other,
+                    "met": bool(mine >= other) if np.isfinite(mine) and np.isfinite(other) else None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _cell(mean: float, sd: float) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:.3f}" + (f" ± {sd:.3f}" if np.isfinite(sd) else "")
+
+
+def balance_markdown(chosen: pd.DataFrame, table: pd.DataFrame, goals: pd.DataFrame) -> str:
+    """The experiment's page: the choice on validation trials, the test comparison, the targets."""
+    lines = [
+        "### Balance of the modalities' losses",
+        "",
+        "Chosen on the validation trials (mean over seeds of the selection score: fine-tuned and scratch "
+        "models on the held-out sessions, the pretrained model on the pretraining sessions):",
+        "",
+    ]
+    lines += markdown_table(
+        ["balance", "seeds", "fine-tuned", "scratch", "pretrained", "mean"],
+        (
+            [
+                r["balance"],
+                r["seeds"],
+                *(f"{r[k]:.3f}" for k in ("finetuned_val_score", "scratch_val_score", PRETRAIN_COLUMN, "val_score")),
+            ]
+            for _, r in chosen.iterrows()
+        ),
+    )
+    best = chosen.iloc[0]
+    lines += ["", f"Chosen: `{best['balance']}` (mean validation score {best['val_score']:.3f}).", ""]
+    cols = [c for c in SELECTION_METRICS if f"{c}_mean" in table]
+    lines += ["Test trials, mean ± s.d. over seeds of the mean over held-out sessions:", ""]
+    lines += markdown_table(
+        ["balance", "method", "seeds", *cols],
+        (
+            [r["balance"], r["method"], r["seeds"], *(_cell(r[f"{c}_mean"], r.get(f"{c}_sd", np.nan)) for c in cols)]
+            for _, r in table.iterrows()
+        ),
+    )
+    lines += ["", "Targets (test): the fine-tuned multimodal model at or above the reference:", ""]
+    lines += markdown_table(
+        ["balance", "metric", "reference", "multimodal", "reference value", "difference", "met"],
+        (
+            [
+                r["balance"],
+                r["metric"],
+                r["reference"],
+                f"{r[NEDS_FINETUNED]:.3f}",
+                f"{r['reference_value']:.3f}",
+                f"{r['difference']:+.3f}",
+                {True: "yes", False: "no"}.get(r["met"], "–"),
+            ]
+            for _, r in goals.iterrows()
+        ),
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,225 @@
+"""How the modalities' losses are put together into the one training loss (``training.loss``).
+
+A model gives its loss as :class:`LossTerm` s, one per modality it is trained on, each holding
+per-trial sums over the trial's masked tokens (:meth:`neds.model.base.TrialModel.loss_terms`).
+A :class:`LossBalance` reduces them to the total that is minimised, in one of four ways
+(:data:`neds.vocab.LOSS_BALANCES`):
+
+``weights``
+    each modality's mean loss per masked token, times its hand-set weight
+    (``training.loss_weights``), summed;
+``null``
+    each modality's loss relative to its *null deviance*: the loss of the model that predicts
+    the session's training-trial average (each unit's mean count, the behaviour's mean, the
+    class frequencies), above the loss of a perfect prediction. A modality's term is then the
+    fraction of its null deviance left (1 at the null model, 0 when perfect: 1 - R² for wheel
+    and whisker, one minus the deviance explained for spikes), scale-free, so no weight is set
+    by hand; summed;
+``uncertainty``
+    the ``null`` terms ``r_m`` weighted by learned homoscedastic uncertainties (Kendall, Gal and
+    Cipolla, CVPR 2018): ``sum_m exp(-s_m) r_m + s_m``, one ``s_m`` per modality, trained with the
+    model (its optimum weighs each modality by the inverse of its current term, so each
+    modality's *relative* improvement counts the same);
+``paper``
+    the NEDS authors' normalisation: the spike Poisson NLL averaged per masked (bin, unit)
+    element, wheel and whisker squared errors averaged per masked bin, the choice and block
+    cross-entropies summed over the batch and divided by the number of masked bins (a trial's
+    choice or block token spans all bins of the trial), the modalities summed unweighted.
+
+Whatever the balance, each modality's fraction of null deviance left on the batch is reported
+beside the loss (``<modality>_vs_null``), so that a modality that stops learning shows in
+``history.jsonl`` and in the training-curves figure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from neds.vocab import DYNAMIC_BEHAVIOURS, LOSS_BALANCES, MODALITIES, N_CLASSES, STATIC_BEHAVIOURS
+
+__all__ = ["LossTerm", "LossBalance", "null_deviances", "poisson_floor", "decoding_terms", "NULL_FLOOR", "VS_NULL"]
+
+NULL_FLOOR = 1e-6
+"""A session whose null deviance of a modality is below this (a constant behaviour, a silent
+population) cannot be scored relative to it: the ``null`` and ``uncertainty`` balances refuse it."""
+VS_NULL = "_vs_null"
+"""Suffix of the parts that report a modality's fraction of null deviance left."""
+
+
+@dataclass
+class LossTerm:
+    """One modality's loss on a batch, per trial (B,), over that trial's masked tokens.
+
+    total : the summed loss (spikes: Poisson NLL with log-rate input, summed over the session's
+        real units; wheel, whisker: squared error; choice, block: cross-entropy)
+    floor : the same sum for a perfect prediction (spikes: the NLL at rate = count; zero for the
+        behaviours), so ``total - floor`` is the deviance
+    tokens : the number of masked tokens (spikes, wheel, whisker: bins; choice, block: 0 or 1)
+    elements : the normaliser of the authors' loss: masked (bin, unit) elements for spikes,
+        masked bins for every behaviour (a choice or block token spans all bins of its trial)
+    """
+
+    total: torch.Tensor
+    floor: torch.Tensor
+    tokens: torch.Tensor
+    elements: torch.Tensor
+
+    @classmethod
+    def of(
+        cls,
+        per_token: torch.Tensor,
+        selected: torch.Tensor,
+        elements_per_token: torch.Tensor | float = 1.0,
+        floor_per_token: torch.Tensor | None = None,
+    ) -> LossTerm:
+        """The term of per-token losses ``per_token`` (B,) or (B, T) over the tokens where
+        ``selected`` (same shape, bool or 0/1) holds; ``elements_per_token`` (scalar or (B,)) is
+        what one masked token adds to ``elements``."""
+        sel = selected.to(per_token.dtype)
+        if per_token.dim() == 1:
+            per_token, sel = per_token[:, None], sel[:, None]
+            floor_per_token = None if floor_per_token is None else floor_per_token[:, None]
+        tokens = sel.sum(1)
+        floor = (floor_per_token * sel).sum(1) if floor_per_token is not None else torch.zeros_like(tokens)
+        return cls((per_token * sel).sum(1), floor, tokens, tokens * elements_per_token)
+
+
+def decoding_terms(out, batch) -> dict[str, LossTerm]:
+    """The terms of a decoder that predicts every behaviour token (the peers' fine-tuning): wheel
+    and whisker, squared error per bin; choice and block, cross-entropy per trial, in float32.
+    ``out`` has the outputs ``wheel``, ``whisker`` (B, T) and the logits ``choice``, ``block``."""
+    terms: dict[str, LossTerm] = {}
+    for name in DYNAMIC_BEHAVIOURS:
+        err = (getattr(out, name).float() - getattr(batch, name).float()) ** 2
+        terms[name] = LossTerm.of(err, torch.ones_like(err, dtype=torch.bool))
+    n_bins = batch.spikes.shape[1]
+    for name in STATIC_BEHAVIOURS:
+        ce = F.cross_entropy(getattr(out, name).float(), getattr(batch, name), reduction="none")
+        terms[name] = LossTerm.of(ce, torch.ones_like(ce, dtype=torch.bool), float(n_bins))
+    return terms
+
+
+def poisson_floor(counts: torch.Tensor) -> torch.Tensor:
+    """The Poisson NLL (log-rate input, without the log-factorial) of a perfect prediction,
+    elementwise: ``y - y log y`` (0 where y = 0)."""
+    return counts - torch.xlogy(counts, counts)
+
+
+@torch.no_grad()
+def null_deviances(data, idx: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """(S, M) float64: each session's null deviance per token of each modality
+    (:data:`neds.vocab.MODALITIES` order; spikes per (bin, unit) element), from the trials ``idx`` of ``data``
+    (:class:`neds.data.dataset.TrialData`): the mean over those trials' tokens of the loss of the
+    training-trial average above the loss of a perfect prediction. Spikes: the Poisson deviance
+    of each unit's mean count per bin, per (bin, unit) element; wheel, whisker: their variance;
+    choice, block: the entropy of their class frequencies. NaN for a session without trials in
+    ``idx``."""
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    out = torch.full((len(data.eids), len(MODALITIES)), math.nan, dtype=torch.float64)
+    for s in range(len(data.eids)):
+        rows = idx[data.session[idx] == s]
+        if len(rows) == 0:
+            continue
+        n = int(data.n_units[s])
+        rate = torch.zeros(n, dtype=torch.float64)
+        for start in range(0, len(rows), chunk):
+            rate += data.spikes[rows[start : start + chunk], :, :n].double().sum((0, 1))
+        n_tokens = len(rows) * data.spikes.shape[1]
+        rate /= n_tokens
+        dev = 0.0
+        for start in range(0, len(rows), chunk):
+            y = data.spikes[rows[start : start + chunk], :, :n].double()
+            dev += float((rate - torch.xlogy(y, rate) - poisson_floor(y)).sum())
+        out[s, 0] = dev / (n_tokens * n)
+        for j, name in enumerate(DYNAMIC_BEHAVIOURS, start=1):
+            out[s, j] = getattr(data, name)[rows].double().var(unbiased=False)
+        for j, name in enumerate(STATIC_BEHAVIOURS, start=1 + len(DYNAMIC_BEHAVIOURS)):
+            p = torch.bincount(getattr(data, name)[rows], minlength=N_CLASSES[name]).double() / len(rows)
+            out[s, j] = -torch.xlogy(p, p).sum()
+    return out
+
+
+class LossBalance(nn.Module):
+    """The reduction of a model's :class:`LossTerm` s to its training loss (the module docstring).
+
+    kind : one of :data:`neds.vocab.LOSS_BALANCES`
+    weights : modality -> weight of the ``weights`` balance (default 1 each; ignored otherwise)
+    nulls : (S, M) null deviances per session and modality (:func:`null_deviances` of the
+        training trials), indexed by the batch's session; needed by ``null`` and ``uncertainty``,
+        and for the ``<modality>_vs_null`` parts (left out without them)
+    eids : the sessions of ``nulls``' rows, to name one the ``null`` balances cannot score
+
+    Its parameters are the learned log-variances ``log_var`` (M,) of the ``uncertainty``
+    balance (none otherwise); the training loop optimises and checkpoints them with the model.
+    """
+
+    def __init__(
+        self,
+        kind: str = "weights",
+        weights: dict[str, float] | None = None,
+        nulls: torch.Tensor | None = None,
+        eids: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if kind not in LOSS_BALANCES:
+            raise ValueError(f"unknown loss balance {kind!r}; use one of {LOSS_BALANCES}")
+        unknown = set(weights or {}) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown loss weights {sorted(unknown)}; use {MODALITIES}")
+        self.kind = kind
+        self.weights = dict(weights or {})
+        if kind in ("null", "uncertainty"):
+            if nulls is None:
+                raise ValueError(f"the {kind!r} loss balance needs the null deviances of the training sessions")
+            low = (nulls < NULL_FLOOR) & ~torch.isnan(nulls)
+            if low.any():
+                s, m = (int(i) for i in low.nonzero()[0])
+                who = eids[s] if eids else f"session {s}"
+                raise ValueError(
+                    f"{who}: the {MODALITIES[m]} of its training trials is constant (null deviance "
+                    f"{float(nulls[s, m]):.3g}), so a loss relative to it is undefined; drop the session, or train "
+                    "with training.loss: weights"
+                )
+        self.register_buffer("nulls", None if nulls is None else nulls.float(), persistent=False)
+        self.log_var = nn.Parameter(torch.zeros(len(MODALITIES))) if kind == "uncertainty" else None
+
+    def forward(
+        self, terms: dict[str, LossTerm], session: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the total loss, its parts): each modality's mean loss per masked token (unweighted,
+        whatever the balance) and, with null deviances, ``<modality>_vs_null``, its fraction of
+        null deviance left on the batch. Modalities without a masked token in the batch add
+        nothing to the total."""
+        parts: dict[str, torch.Tensor] = {}
+        vs_null: dict[str, torch.Tensor] = {}
+        objective: list[torch.Tensor] = []
+        for name, term in terms.items():
+            tokens = term.tokens.sum()
+            parts[name] = term.total.sum() / tokens.clamp(min=1)
+            m = MODALITIES.index(name)
+            if self.nulls is not None:  # spikes: the null is per (bin, unit) element
+                null = self.nulls[session, m].to(term.total.dtype)
+                per = term.elements.sum() if name == "spikes" else tokens
+                vs_null[name] = ((term.total - term.floor) / null).sum() / per.clamp(min=1)
+            if self.kind == "weights":
+                objective.append(parts[name] * self.weights.get(name, 1.0))
+            elif self.kind == "paper":
+                objective.append(term.total.sum() / term.elements.sum().clamp(min=1))
+            elif self.kind == "null":
+                objective.append(vs_null[name])
+            elif bool(tokens > 0):  # uncertainty; a modality with nothing masked must not pull its s_m down
+                objective.append(torch.exp(-self.log_var[m]) * vs_null[name] + self.log_var[m])
+        total = torch.stack(objective).sum() if objective else torch.zeros(())
+        parts.update({f"{k}{VS_NULL}": v for k, v in vs_null.items()})
+        return total, parts
+
+    def modality_weights(self) -> dict[str, float]:
+        """The current weight of each modality's term (``uncertainty``: ``exp(-s_m)``), for the history."""
+        if self.log_var is None:
+            return {}
+        return {name: float(torch.exp(-v)) for name, v in zip(MODALITIES, self.log_var.detach())}

@@ -1,0 +1,188 @@
+"""The balance of the modalities' losses (training.loss): null deviances, the four balances,
+the per-modality diagnostics, and training with learned weights (resumed exactly)."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neds.data.dataset import random_trials
+from neds.model.balance import LossBalance, LossTerm, null_deviances, poisson_floor
+from neds.model.masking import draw_masks
+from neds.model.neds import NEDS, ModelConfig, Output
+from neds.train import TrainConfig, build_model, train
+from neds.vocab import LOSS_BALANCES, MODALITIES
+
+TINY = ModelConfig(hidden=16, n_heads=2, mlp=32, n_layers=1, dropout=0.0, token_dropout=0.0)
+UNITS = [7, 12]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+def _null_output(data, idx):
+    """The null model's predictions for trials ``idx``: each unit's mean count, the behaviours'
+    means and class frequencies, all from the same trials."""
+    b = data.batch(idx)
+    rate = b.spikes.mean((0, 1), keepdim=True).expand_as(b.spikes).clamp(min=1e-12)
+    freq = {k: torch.bincount(getattr(b, k), minlength=n).float() / len(idx) for k, n in (("choice", 2), ("block", 3))}
+    return b, Output(
+        spikes=torch.log(rate),
+        wheel=b.wheel.mean().expand_as(b.wheel),
+        whisker=b.whisker.mean().expand_as(b.whisker),
+        choice=torch.log(freq["choice"]).expand(len(idx), 2),
+        block=torch.log(freq["block"]).expand(len(idx), 3),
+    )
+
+
+def test_null_deviances_by_their_definition():
+    data = random_trials([9], 30, rate=0.4)
+    idx = torch.arange(30)
+    nulls = null_deviances(data, idx)
+    assert nulls.shape == (1, len(MODALITIES))
+    y = data.spikes[:, :, :9].double()
+    rate = y.mean((0, 1))
+    dev = rate - torch.xlogy(y, rate) - (y - torch.xlogy(y, y))
+    assert nulls[0, 0].item() == pytest.approx(dev.mean().item(), rel=1e-9)
+    assert nulls[0, 1].item() == pytest.approx(data.wheel.double().var(unbiased=False).item(), rel=1e-9)
+    p = torch.bincount(data.block, minlength=3).double() / 30
+    assert nulls[0, 4].item() == pytest.approx(-(p * p.log()).sum().item(), rel=1e-9)
+    # a session without trials among idx is NaN, not a number made up
+    two = random_trials([4, 5], 10)
+    assert torch.isnan(null_deviances(two, torch.arange(10))[1]).all()
+
+
+def test_every_modality_is_one_at_the_null_model_and_zero_when_perfect():
+    data = random_trials(UNITS, 40, rate=0.3)
+    idx = torch.arange(40)  # one session: the null of its own trials
+    nulls = null_deviances(data, torch.arange(80))
+    model = NEDS(TINY, UNITS)
+    masks = draw_masks(40, 100, 0.3, torch.Generator().manual_seed(0))
+    masks.spikes[:] = True
+    masks.behaviour[:] = True
+    batch, null_out = _null_output(data, idx)
+    balance = LossBalance("null", nulls=nulls)
+    total, parts = balance(model.loss_terms(null_out, batch, masks), batch.session)
+    for m in MODALITIES:
+        assert parts[f"{m}_vs_null"].item() == pytest.approx(1.0, rel=1e-4), m
+    assert total.item() == pytest.approx(len(MODALITIES), rel=1e-4)
+    perfect = Output(
+        spikes=torch.log(batch.spikes.clamp(min=1e-30)),
+        wheel=batch.wheel,
+        whisker=batch.whisker,
+        choice=F.one_hot(batch.choice, 2).float() * 60,
+        block=F.one_hot(batch.block, 3).float() * 60,
+    )
+    _, parts = balance(model.loss_terms(perfect, batch, masks), batch.session)
+    for m in MODALITIES:
+        assert abs(parts[f"{m}_vs_null"].item()) < 1e-4, m
+
+
+def test_weights_balance_is_the_weighted_mean_per_masked_token():
+    data = random_trials(UNITS, 6)
+    model = NEDS(TINY, UNITS)
+    batch = data.batch(torch.tensor([0, 1, 7, 8]))
+    masks = draw_masks(4, 100, 0.3, torch.Generator().manual_seed(1))
+    out = model(batch, masks)
+    sel = masks.spikes.float()
+    nll = ((torch.exp(out.spikes) - batch.spikes * out.spikes) * batch.unit_mask[:, None, :]).sum(-1)
+    spikes = (nll * sel).sum() / sel.sum()
+    total, parts = model.loss(out, batch, masks, {"spikes": 2.0, "choice": 0.0})
+    assert parts["spikes"].item() == pytest.approx(spikes.item(), rel=1e-5)
+    assert not any(k.endswith("_vs_null") for k in parts)  # no nulls given, no diagnostics
+    expected = 2.0 * parts["spikes"] + parts["wheel"] + parts["whisker"] + parts["block"]
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_paper_balance_follows_the_authors_normalisation():
+    data = random_trials(UNITS, 6)
+    model = NEDS(TINY, UNITS)
+    batch = data.batch(torch.tensor([0, 1, 7, 8]))
+    masks = draw_masks(4, 100, 0.3, torch.Generator().manual_seed(2))
+    out = model(batch, masks)
+    total, _ = LossBalance("paper")(model.loss_terms(out, batch, masks), batch.session)
+    elem = (masks.spikes[:, :, None] & batch.unit_mask[:, None, :]).float()
+    spikes = ((torch.exp(out.spikes) - batch.spikes * out.spikes) * elem).sum() / elem.sum()
+    expected = spikes
+    for i, k in enumerate(("wheel", "whisker")):
+        sel = masks.behaviour[:, i].float()
+        expected = expected + (((getattr(out, k) - getattr(batch, k)) ** 2) * sel).sum() / sel.sum()
+    for i, k in enumerate(("choice", "block"), start=2):
+        sel = masks.behaviour[:, i, 0].float()
+        ce = F.cross_entropy(getattr(out, k), getattr(batch, k), reduction="none")
+        if sel.sum() > 0:  # summed over the batch, divided by the masked bins
+            expected = expected + (ce * sel).sum() / (sel.sum() * 100)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_uncertainty_balance_learns_one_weight_per_modality_and_skips_unmasked_ones():
+    nulls = torch.ones(1, len(MODALITIES))
+    balance = LossBalance("uncertainty", nulls=nulls)
+    assert [n for n, _ in balance.named_parameters()] == ["log_var"]
+    one = torch.ones(2)
+    terms = {
+        "spikes": LossTerm(one * 0.5, torch.zeros(2), one, one),
+        "choice": LossTerm(torch.zeros(2), torch.zeros(2), torch.zeros(2), torch.zeros(2)),  # nothing masked
+    }
+    total, parts = balance(terms, torch.zeros(2, dtype=torch.long))
+    assert total.item() == pytest.approx(0.5)  # exp(0) * 0.5 + 0, and nothing from choice
+    total.backward()
+    grad = balance.log_var.grad
+    assert grad[0].item() == pytest.approx(1 - 0.5) and grad[3].item() == 0.0  # choice's s_m is left alone
+    assert balance.modality_weights() == {m: 1.0 for m in MODALITIES}
+
+
+@pytest.mark.parametrize("kind", ["null", "uncertainty"])
+def test_a_constant_behaviour_is_refused_by_the_null_balances(kind):
+    data = random_trials([5], 20)
+    data.wheel[:] = 0.25
+    nulls = null_deviances(data, torch.arange(20))
+    with pytest.raises(ValueError, match="SIM-0: the wheel of its training trials is constant"):
+        LossBalance(kind, nulls=nulls, eids=["SIM-0"])
+    LossBalance("weights", nulls=nulls)  # the weighted balance does not divide by it
+    with pytest.raises(ValueError, match="unknown loss balance"):
+        LossBalance("gradnorm")
+    assert set(LOSS_BALANCES) == {"weights", "null", "uncertainty", "paper"}
+
+
+def test_poisson_floor_is_the_nll_at_the_perfect_rate():
+    y = torch.tensor([0.0, 1.0, 3.0])
+    r = torch.log(y.clamp(min=1e-30))
+    assert torch.allclose(poisson_floor(y), torch.exp(r) - y * r, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", LOSS_BALANCES)
+def test_training_records_each_modality_against_its_null(tmp_path, kind):
+    data = random_trials(UNITS, 20, rate=0.3)
+    cfg = TrainConfig(epochs=2, batch_size=8, max_lr=3e-3, val_every=1, progress=False, device="cpu", loss=kind)
+    train(build_model(TINY, data.n_units), data, cfg, tmp_path)
+    hist = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    for m in MODALITIES:
+        assert all(math.isfinite(h[f"train_{m}_vs_null"]) for h in hist), m
+    assert all(("weight_spikes" in h) == (kind == "uncertainty") for h in hist)
+
+
+def test_learned_weights_resume_exactly(tmp_path):
+    data = random_trials(UNITS, 20, rate=0.3)
+    cfg = TrainConfig(
+        epochs=3, batch_size=8, max_lr=3e-2, val_every=1, progress=False, device="cpu", loss="uncertainty"
+    )
+    torch.manual_seed(1)
+    full = build_model(TINY, data.n_units)
+    train(full, data, cfg, tmp_path / "full")
+    torch.manual_seed(1)
+    part = build_model(TINY, data.n_units)
+    train(part, data, cfg, tmp_path / "part", stop_after_epoch=1)
+    resumed = build_model(TINY, data.n_units)
+    train(resumed, data, cfg, tmp_path / "part")
+    read = lambda p: [json.loads(x) for x in (p / "history.jsonl").read_text().splitlines()]  # noqa: E731
+    a, b = read(tmp_path / "full"), read(tmp_path / "part")
+    assert [h["weight_wheel"] for h in a] == [h["weight_wheel"] for h in b]
+    assert a[-1]["weight_wheel"] != 1.0  # the weights did move
+    ckpt = torch.load(tmp_path / "full" / "model.pt", weights_only=False)
+    assert set(ckpt["balance_state"]) == {"log_var"}
