@@ -223,7 +223,7 @@ def comparison_markdown(table: pd.DataFrame, gaps: pd.DataFrame, costs: pd.DataF
             lines += [
                 "",
                 f"Against {_label(peer)}: NEDS is ahead on {ahead} of {len(mine)} decoding targets (the paper: ahead "
-                f"on every target); {inside} of the measured gaps lie in the paper's range "
+                f"on every target); {inside} of the {len(mine)} measured gaps {'lies' if inside == 1 else 'lie'} in the paper's range "
                 f"(+{PAPER_GAPS[peer][0]:g} to +{PAPER_GAPS[peer][1]:g} %).",
             ]
     if len(costs):
