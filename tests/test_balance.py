@@ -83,12 +83,17 @@ def test_every_modality_is_one_at_the_null_model_and_zero_when_perfect():
         assert abs(parts[f"{m}_vs_null"].item()) < 1e-4, m
 
 
-def test_weights_balance_is_the_weighted_mean_per_masked_token():
+def _forward(seed: int):
+    """A model's outputs on a batch of trials of both sessions, with masks drawn from ``seed``."""
     data = random_trials(UNITS, 6)
     model = NEDS(TINY, UNITS)
     batch = data.batch(torch.tensor([0, 1, 7, 8]))
-    masks = draw_masks(4, 100, 0.3, torch.Generator().manual_seed(1))
-    out = model(batch, masks)
+    masks = draw_masks(4, 100, 0.3, torch.Generator().manual_seed(seed))
+    return model, batch, masks, model(batch, masks)
+
+
+def test_weights_balance_is_the_weighted_mean_per_masked_token():
+    model, batch, masks, out = _forward(1)
     sel = masks.spikes.float()
     nll = ((torch.exp(out.spikes) - batch.spikes * out.spikes) * batch.unit_mask[:, None, :]).sum(-1)
     spikes = (nll * sel).sum() / sel.sum()
@@ -100,11 +105,7 @@ def test_weights_balance_is_the_weighted_mean_per_masked_token():
 
 
 def test_paper_balance_follows_the_authors_normalisation():
-    data = random_trials(UNITS, 6)
-    model = NEDS(TINY, UNITS)
-    batch = data.batch(torch.tensor([0, 1, 7, 8]))
-    masks = draw_masks(4, 100, 0.3, torch.Generator().manual_seed(2))
-    out = model(batch, masks)
+    model, batch, masks, out = _forward(2)
     total, _ = LossBalance("paper")(model.loss_terms(out, batch, masks), batch.session)
     elem = (masks.spikes[:, :, None] & batch.unit_mask[:, None, :]).float()
     spikes = ((torch.exp(out.spikes) - batch.spikes * out.spikes) * elem).sum() / elem.sum()
