@@ -41,7 +41,7 @@ def test_tiny_model_overfits_a_few_trials():
         return loss, loss - parts["spikes"] + (parts["spikes"] - floor)
 
     first = excess()[1].item()
-    for _ in range(400):
+    for _ in range(200):
         loss, _ = excess()
         opt.zero_grad()
         loss.backward()
