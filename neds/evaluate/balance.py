@@ -74,11 +74,8 @@ def selection(seeds: pd.DataFrame, pretrain_scores: Mapping[str, float]) -> pd.D
         row = {"balance": balance, "seeds": int(mine["seed"].nunique())}
         for method, key in ((NEDS_FINETUNED, "finetuned_val_score"), (NEDS_SCRATCH, "scratch_val_score")):
             row[key] = float(mine.loc[mine["method"] == method, "score"].mean())
-        pre = [
-            pretrain_scores[v]
-            for v in pretrain_scores
-            if balance_of(v)[0] == balance and balance_of(v)[1] in set(mine["seed"])
-        ]
+        wanted = {(balance, s) for s in set(mine["seed"])}
+        pre = [score for v, score in pretrain_scores.items() if balance_of(v) in wanted]
         row[PRETRAIN_COLUMN] = float(np.mean(pre)) if pre else np.nan
         parts = [row["finetuned_val_score"], row["scratch_val_score"], row[PRETRAIN_COLUMN]]
         row["val_score"] = float(np.mean(parts)) if all(np.isfinite(parts)) else np.nan

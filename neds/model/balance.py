@@ -126,15 +126,15 @@ def null_deviances(data, idx: torch.Tensor, chunk: int = 64) -> torch.Tensor:
         if len(rows) == 0:
             continue
         n = int(data.n_units[s])
-        rate = torch.zeros(n, dtype=torch.float64)
-        for start in range(0, len(rows), chunk):
-            rate += data.spikes[rows[start : start + chunk], :, :n].double().sum((0, 1))
-        n_tokens = len(rows) * data.spikes.shape[1]
-        rate /= n_tokens
-        dev = 0.0
+        # one pass: each unit's spike count S and the summed floor suffice, since the null rate is
+        # S / n_tokens and sum over bins of (rate - y log rate) = S - S log rate
+        count, floor = torch.zeros(n, dtype=torch.float64), 0.0
         for start in range(0, len(rows), chunk):
             y = data.spikes[rows[start : start + chunk], :, :n].double()
-            dev += float((rate - torch.xlogy(y, rate) - poisson_floor(y)).sum())
+            count += y.sum((0, 1))
+            floor += float(poisson_floor(y).sum())
+        n_tokens = len(rows) * data.spikes.shape[1]
+        dev = float((count - torch.xlogy(count, count / n_tokens)).sum()) - floor
         out[s, 0] = dev / (n_tokens * n)
         for j, name in enumerate(DYNAMIC_BEHAVIOURS, start=1):
             out[s, j] = getattr(data, name)[rows].double().var(unbiased=False)
