@@ -70,6 +70,9 @@ _WHAT = {
     "peers": "NEDS, POYO+ and NDT2, each pretrained on the same sessions, then fine-tuned at each of "
     "`experiments.seeds` on every held-out session: the paper's comparison with other large-scale models "
     "([peers.md](peers.md))",
+    "loss_balance": "Each balance of the modalities' losses (`training.loss`) at each of `experiments.seeds`, "
+    "pretrained and fine-tuned with it, chosen on the validation trials and reported on the test trials "
+    "([design.md](design.md#balancing-the-modalities))",
     "sweep": "Random configurations trained from scratch, selected on the validation trials; `best` is retrained "
     "with the chosen settings and scored on the test trials",
     "table1": "Encoding from each behaviour alone against all behaviours (the paper's Table 1), from the main evaluation",
@@ -389,6 +392,13 @@ def _experiment(results: Path, name: str, link: str, missing: list[str]) -> list
         missing.append(f"`{name}`: {run}")
         return out + [f"Not run yet: {run}.", ""]
     rows = _read_tsv(path)
+    if info is not None and not info.summary_on_page:
+        out += [
+            f"Every variant's scores: [summary.tsv]({link}/experiments/{name}/summary.tsv); figure: "
+            f"[experiment_{name}.png]({link}/figures/experiment_{name}.png).",
+            "",
+        ]
+        return out + _pages(results, name, run, missing)
     cols = _metric_columns(rows, HEADLINE_METRICS)
     if _selects_best(name):
         out += [
@@ -420,6 +430,13 @@ def _experiment(results: Path, name: str, link: str, missing: list[str]) -> list
             "",
         ]
     out += [f"Figure: [experiment_{name}.png]({link}/figures/experiment_{name}.png)", ""]
+    return out + _pages(results, name, run, missing)
+
+
+def _pages(results: Path, name: str, run: str, missing: list[str]) -> list[str]:
+    """An experiment's extra Markdown pages, demoted into the results page (each one not built
+    yet is added to ``missing`` with the command ``run`` that builds it)."""
+    out: list[str] = []
     for page in _extra_pages(results, name):
         if page.exists():
             out += _demote(page.read_text()) + [""]

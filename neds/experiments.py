@@ -166,6 +166,9 @@ class Experiment:
         (e.g. chosen on the validation trials, reported on the test trials)
     in_all : whether ``snakemake experiments`` builds it (else only its own target does: an
         experiment too long to run with the others)
+    summary_on_page : whether the results page shows its summary table (else only its extra
+        Markdown pages, the readable view of an experiment with many variants, and a link to
+        the summary)
     """
 
     name: str
@@ -178,6 +181,7 @@ class Experiment:
     extra_targets: tuple[str, ...] = ()
     also_scored_on: tuple[str, ...] = ()
     in_all: bool = True
+    summary_on_page: bool = True
 
     def __post_init__(self) -> None:
         for s in self.stages:
@@ -357,6 +361,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             split="val",
             also_scored_on=("test",),
             in_all=False,
+            summary_on_page=False,
             extra_targets=("results/experiments/loss_balance/comparison.md",),
         ),
         Experiment(

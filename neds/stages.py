@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -308,10 +308,13 @@ def launch_training(
     return json.loads((out_dir / "summary.json").read_text())
 
 
-def _predict_checkpoint(path: str | Path, data, split: str, per_behaviour: bool = True) -> tuple[dict, int]:
-    """Predictions of the checkpoint ``path`` (any architecture) on the ``split`` trials of
-    ``data`` (one session, the one it was trained on, else ValueError) and the epoch its weights
-    are from. ``data`` must hold the spike events for a model that reads them (POYO+)."""
+def _predict_checkpoint(
+    path: str | Path, data, splits: str | Sequence[str], per_behaviour: bool = True
+) -> tuple[dict[str, dict], int]:
+    """Predictions of the checkpoint ``path`` (any architecture), loaded once, on the trials of
+    each of ``splits`` (split -> predictions) of ``data`` (one session, the one it was trained on,
+    else ValueError), and the epoch its weights are from. ``data`` must hold the spike events for
+    a model that reads them (POYO+)."""
     from neds.evaluate.evaluation import predict_model
     from neds.train import load_model
 
@@ -320,7 +323,9 @@ def _predict_checkpoint(path: str | Path, data, split: str, per_behaviour: bool 
         raise ValueError(f"{path} was trained on {ckpt['vocab']['eids']}, not on {data.eids}")
     if model.reads_events and data.event_time is None:
         raise ValueError(f"{path} reads spike events; load the session with load_sessions(..., events=True)")
-    return predict_model(model, data, split, per_behaviour=per_behaviour), ckpt["state"]["epoch"]
+    splits = [splits] if isinstance(splits, str) else list(splits)
+    preds = {one: predict_model(model, data, one, per_behaviour=per_behaviour) for one in splits}
+    return preds, ckpt["state"]["epoch"]
 
 
 def _reads_events(models: Mapping[str, str | Path]) -> bool:
@@ -356,8 +361,8 @@ def run_evaluate_session(
     eid = data.eids[0]
     methods: dict[str, tuple[dict, dict]] = {}
     for name, path in models.items():
-        pred, epoch = _predict_checkpoint(path, data, split)
-        methods[name] = (pred, {"checkpoint": str(path), "epoch": epoch})
+        preds, epoch = _predict_checkpoint(path, data, split)
+        methods[name] = (preds[split], {"checkpoint": str(path), "epoch": epoch})
     enc, enc_info = linear_encoding(data, split)
     dec, dec_info = linear_decoding(data, split)
     methods[LINEAR] = ({**enc, **dec}, {**enc_info, **dec_info})
@@ -466,8 +471,8 @@ def run_score_models(
     data = load_sessions([store], events=_reads_events(models))
     rows = []
     for name, path in models.items():
-        for one in [split] if isinstance(split, str) else split:
-            pred, epoch = _predict_checkpoint(path, data, one, per_behaviour=False)
+        preds, epoch = _predict_checkpoint(path, data, split, per_behaviour=False)
+        for one, pred in preds.items():
             row, _ = score(pred, data, one)
             rows.append({"method": name, "eid": data.eids[0], "split": one, **row, "epoch": epoch, **(attrs or {})})
     write_json({"rows": rows}, out_json)

@@ -568,6 +568,13 @@ def train(
     balance = LossBalance(
         tcfg.loss, tcfg.loss_weights, null_deviances(data, train_idx), list(data.eids)
     )  # the null deviances of the training trials: the 'null' balances and the <modality>_vs_null history
+    if balance.left_out and rank == 0:
+        _log.warning(
+            "constant over their training trials, so left out of the loss relative to the null deviance%s and of "
+            "the <modality>_vs_null history (recorded in summary.json, loss_left_out): %s",
+            "" if tcfg.loss in ("null", "uncertainty") else " (a diagnostic only, under this balance)",
+            "; ".join(f"{eid}: {', '.join(m)}" for eid, m in balance.left_out.items()),
+        )
     model.to(device)
     balance.to(device)
     groups = param_groups(model, tcfg.weight_decay)
@@ -771,6 +778,7 @@ def train(
         "kept": tcfg.keep,
         "kept_epoch": state["best_epoch"] if tcfg.keep == "best" else state["epoch"],
         "n_train_trials": n_train,
+        "loss_left_out": balance.left_out,
         "epochs": tcfg.epochs,
         "steps": state["step"],
         "train_seconds": state["seconds"],

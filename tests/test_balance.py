@@ -138,14 +138,29 @@ def test_uncertainty_balance_learns_one_weight_per_modality_and_skips_unmasked_o
     assert balance.modality_weights() == {m: 1.0 for m in MODALITIES}
 
 
-@pytest.mark.parametrize("kind", ["null", "uncertainty"])
-def test_a_constant_behaviour_is_refused_by_the_null_balances(kind):
-    data = random_trials([5], 20)
-    data.wheel[:] = 0.25
-    nulls = null_deviances(data, torch.arange(20))
-    with pytest.raises(ValueError, match="SIM-0: the wheel of its training trials is constant"):
-        LossBalance(kind, nulls=nulls, eids=["SIM-0"])
-    LossBalance("weights", nulls=nulls)  # the weighted balance does not divide by it
+@pytest.mark.parametrize("kind", LOSS_BALANCES)
+def test_a_behaviour_constant_in_one_session_is_left_out_of_the_relative_terms(kind):
+    """Session 1's block is constant over its training trials (a session without blocks): its
+    block term has no null deviance, so it is left out of the null-relative terms and the
+    diagnostic, which read session 0 alone; nothing is infinite or NaN, gradients included."""
+    data = random_trials([5, 6], 12)
+    data.block[data.session == 1] = 1
+    idx = torch.arange(len(data.session))
+    nulls = null_deviances(data, idx)
+    balance = LossBalance(kind, nulls=nulls, eids=["A", "B"])
+    assert balance.left_out == {"B": ["block"]}
+    model = build_model(TINY, data.n_units)
+    batch = data.batch(idx)
+    masks = draw_masks(len(idx), batch.spikes.shape[1], 0.3, torch.Generator().manual_seed(0))
+    terms = model.loss_terms(model(batch, masks), batch, masks)
+    total, parts = balance(terms, batch.session)
+    total.backward()
+    assert torch.isfinite(total) and all(torch.isfinite(v) for v in parts.values())
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    own = data.session[idx] == 0
+    block = terms["block"]
+    expected = ((block.total - block.floor)[own] / nulls[0, 4].float()).sum() / block.tokens[own].sum()
+    assert parts["block_vs_null"].item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="unknown loss balance"):
         LossBalance("gradnorm")
     assert set(LOSS_BALANCES) == {"weights", "null", "uncertainty", "paper"}

@@ -100,6 +100,26 @@ def test_page_from_tables(results):
     assert "[experiment_seeds.png](../results/figures/experiment_seeds.png)" in page
 
 
+def test_experiment_with_many_variants_shows_its_comparison_not_its_summary(results):
+    exp = results / "experiments" / "loss_balance"
+    _tsv(
+        exp / "summary.tsv",
+        ["variant", "method", "split", "n_sessions"],
+        [["null_seed_42", "neds_finetuned", "val", 2]],
+    )
+    page = render_results_page(results, [], config_digest="0" * 12, commit="x", date=DATE)
+    section = page.split("### `loss_balance`")[1].split("### ")[0]
+    assert "null_seed_42" not in section and "[summary.tsv](../results/experiments/loss_balance/summary.tsv)" in section
+    assert (
+        "`results/experiments/loss_balance/comparison.md`: `snakemake loss_balance --cores 2`" in page.split("## ")[0]
+    )
+    (exp / "comparison.md").write_text("# Balance comparison\n\n| balance | score |\n|---|---|\n| null | 0.6 |\n")
+    section = render_results_page(results, [], config_digest="0" * 12, commit="x", date=DATE).split(
+        "### `loss_balance`"
+    )[1]
+    assert "| null | 0.6 |" in section and "# Balance comparison" not in section
+
+
 def test_missing_parts_are_reported_with_their_command(results):
     page = render_results_page(results, ["config/config.yaml"], config_digest="0" * 12, commit="abc1234", date=DATE)
     head = page.split("## ")[0]

@@ -45,8 +45,11 @@ from neds.vocab import DYNAMIC_BEHAVIOURS, LOSS_BALANCES, MODALITIES, N_CLASSES,
 __all__ = ["LossTerm", "LossBalance", "null_deviances", "poisson_floor", "decoding_terms", "NULL_FLOOR", "VS_NULL"]
 
 NULL_FLOOR = 1e-6
-"""A session whose null deviance of a modality is below this (a constant behaviour, a silent
-population) cannot be scored relative to it: the ``null`` and ``uncertainty`` balances refuse it."""
+"""A session whose null deviance of a modality is below this (a behaviour constant over its
+training trials, such as a session without blocks) has nothing to be scored relative to: that
+modality of that session is left out of the ``null`` and ``uncertainty`` terms and of the
+``<modality>_vs_null`` diagnostics (:attr:`LossBalance.left_out`), as the evaluation leaves a
+target constant on the training trials unscored."""
 VS_NULL = "_vs_null"
 """Suffix of the parts that report a modality's fraction of null deviance left."""
 
@@ -152,7 +155,7 @@ class LossBalance(nn.Module):
     nulls : (S, M) null deviances per session and modality (:func:`null_deviances` of the
         training trials), indexed by the batch's session; needed by ``null`` and ``uncertainty``,
         and for the ``<modality>_vs_null`` parts (left out without them)
-    eids : the sessions of ``nulls``' rows, to name one the ``null`` balances cannot score
+    eids : the sessions of ``nulls``' rows, to name those left out (:attr:`left_out`)
 
     Its parameters are the learned log-variances ``log_var`` (M,) of the ``uncertainty``
     balance (none otherwise); the training loop optimises and checkpoints them with the model.
@@ -173,19 +176,16 @@ class LossBalance(nn.Module):
             raise ValueError(f"unknown loss weights {sorted(unknown)}; use {MODALITIES}")
         self.kind = kind
         self.weights = dict(weights or {})
-        if kind in ("null", "uncertainty"):
-            if nulls is None:
-                raise ValueError(f"the {kind!r} loss balance needs the null deviances of the training sessions")
-            low = (nulls < NULL_FLOOR) & ~torch.isnan(nulls)
-            if low.any():
-                s, m = (int(i) for i in low.nonzero()[0])
-                who = eids[s] if eids else f"session {s}"
-                raise ValueError(
-                    f"{who}: the {MODALITIES[m]} of its training trials is constant (null deviance "
-                    f"{float(nulls[s, m]):.3g}), so a loss relative to it is undefined; drop the session, or train "
-                    "with training.loss: weights"
-                )
+        if kind in ("null", "uncertainty") and nulls is None:
+            raise ValueError(f"the {kind!r} loss balance needs the null deviances of the training sessions")
+        self.left_out: dict[str, list[str]] = {}
+        """session -> the modalities whose null deviance is below :data:`NULL_FLOOR` there, left out
+        of the relative terms and diagnostics (a session without trials in ``nulls`` is not listed)"""
+        if nulls is not None:
+            for s, m in (((nulls < NULL_FLOOR) & ~torch.isnan(nulls)).nonzero()).tolist():
+                self.left_out.setdefault(eids[s] if eids else f"session {s}", []).append(MODALITIES[m])
         self.register_buffer("nulls", None if nulls is None else nulls.float(), persistent=False)
+        self.register_buffer("usable", None if nulls is None else nulls >= NULL_FLOOR, persistent=False)
         self.log_var = nn.Parameter(torch.zeros(len(MODALITIES))) if kind == "uncertainty" else None
 
     def forward(
@@ -193,8 +193,9 @@ class LossBalance(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(the total loss, its parts): each modality's mean loss per masked token (unweighted,
         whatever the balance) and, with null deviances, ``<modality>_vs_null``, its fraction of
-        null deviance left on the batch. Modalities without a masked token in the batch add
-        nothing to the total."""
+        null deviance left on the batch's trials of sessions where it has one. Modalities without
+        a masked token in the batch (for ``uncertainty``: none in such a session) add nothing to
+        the total."""
         parts: dict[str, torch.Tensor] = {}
         vs_null: dict[str, torch.Tensor] = {}
         objective: list[torch.Tensor] = []
@@ -202,17 +203,20 @@ class LossBalance(nn.Module):
             tokens = term.tokens.sum()
             parts[name] = term.total.sum() / tokens.clamp(min=1)
             m = MODALITIES.index(name)
+            scored = tokens
             if self.nulls is not None:  # spikes: the null is per (bin, unit) element
-                null = self.nulls[session, m].to(term.total.dtype)
-                per = term.elements.sum() if name == "spikes" else tokens
-                vs_null[name] = ((term.total - term.floor) / null).sum() / per.clamp(min=1)
+                usable = self.usable[session, m]
+                null = torch.where(usable, self.nulls[session, m], 1.0).to(term.total.dtype)  # 1: no inf, no NaN grad
+                per = (term.elements if name == "spikes" else term.tokens) * usable
+                vs_null[name] = ((term.total - term.floor) / null * usable).sum() / per.sum().clamp(min=1)
+                scored = (term.tokens * usable).sum()
             if self.kind == "weights":
                 objective.append(parts[name] * self.weights.get(name, 1.0))
             elif self.kind == "paper":
                 objective.append(term.total.sum() / term.elements.sum().clamp(min=1))
             elif self.kind == "null":
                 objective.append(vs_null[name])
-            elif bool(tokens > 0):  # uncertainty; a modality with nothing masked must not pull its s_m down
+            elif bool(scored > 0):  # uncertainty; a modality with nothing masked must not pull its s_m down
                 objective.append(torch.exp(-self.log_var[m]) * vs_null[name] + self.log_var[m])
         total = torch.stack(objective).sum() if objective else torch.zeros(())
         parts.update({f"{k}{VS_NULL}": v for k, v in vs_null.items()})
