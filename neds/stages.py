@@ -219,7 +219,7 @@ def run_training(
     from neds import vocab
     from neds.data.dataset import load_sessions
     from neds.io.store import open_zarr, store_fingerprint
-    from neds.train import TrainConfig, build_stage_model, checkpoint_identity, init_shared_from, model_class, train
+    from neds.train import TrainConfig, build_stage_model, checkpoint_identity, initialise, model_class, train
 
     kind = vocab.stage(stage)  # ValueError naming the stages for an unknown one
     if kind.from_pretrained != (pretrained is not None):
@@ -241,9 +241,7 @@ def run_training(
         "stage": stage,
         "pretrained": checkpoint_identity(pretrained) if pretrained is not None else None,
     }
-    if pretrained is not None:
-        init_shared_from(model, pretrained)
-        extra["pretrained"] = str(pretrained)
+    extra.update(initialise(model, data, tcfg, pretrained))
     summary = train(model, data, tcfg, out_dir, extra=extra, inputs=inputs)
     _log.info("%s: best epoch %s, validation %s", stage, summary.get("best_epoch"), summary.get("best_val"))
     return summary

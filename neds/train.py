@@ -49,6 +49,8 @@ from neds.vocab import (
     NDT2_ARCHITECTURE,
     NEDS_ARCHITECTURE,
     POYO_PLUS_ARCHITECTURE,
+    SESSION_INITS,
+    SPIKE_BIAS_INITS,
 )
 
 __all__ = [
@@ -64,6 +66,9 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "init_shared_from",
+    "initialise",
+    "init_sessions_from",
+    "mean_log_rates",
     "training_trials",
     "resolve_device",
     "setup_distributed",
@@ -125,6 +130,11 @@ class TrainConfig:
     train_fraction: float = _STAGE_DEFAULTS[
         "train_fraction"
     ]  # train on this fraction of each session's training trials
+    # the fine-tuning recipe (stages that start from a pretrained model; :func:`initialise`)
+    frozen_epochs: int = _STAGE_DEFAULTS["frozen_epochs"]  # the shared weights are not updated in these first epochs
+    shared_lr_scale: float = _STAGE_DEFAULTS["shared_lr_scale"]  # the shared weights' learning rate, x the schedule's
+    session_init: str = _STAGE_DEFAULTS["session_init"]  # 'random' or 'pretrained' (the best pretrained session's)
+    spike_bias_init: str = _STAGE_DEFAULTS["spike_bias_init"]  # 'zero' or 'mean_rate' (every stage)
 
     def __post_init__(self) -> None:
         unknown = set(self.loss_weights or {}) - set(LOSS_PARTS)
@@ -136,6 +146,18 @@ class TrainConfig:
             raise ValueError(f"training keep={self.keep!r} is not one of {KEEP}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction={self.train_fraction} must be in (0, 1]")
+        if self.session_init not in SESSION_INITS:
+            raise ValueError(f"training session_init={self.session_init!r} is not one of {SESSION_INITS}")
+        if self.spike_bias_init not in SPIKE_BIAS_INITS:
+            raise ValueError(f"training spike_bias_init={self.spike_bias_init!r} is not one of {SPIKE_BIAS_INITS}")
+        if self.frozen_epochs < 0 or self.shared_lr_scale < 0:
+            raise ValueError("training frozen_epochs and shared_lr_scale cannot be negative")
+
+    @property
+    def transfers(self) -> bool:
+        """Whether it sets a fine-tuning recipe other than the paper's (which only a stage that
+        starts from a pretrained model can follow)."""
+        return self.frozen_epochs > 0 or self.shared_lr_scale != 1.0 or self.session_init != "random"
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -301,6 +323,101 @@ def init_shared_from(model: TrialModel, checkpoint: str | Path) -> list[str]:
             "start from it"
         )
     return model.init_from_pretrained(ckpt["model_state"], str(checkpoint))
+
+
+def initialise(model: TrialModel, data: TrialData, tcfg: TrainConfig, pretrained: str | Path | None = None) -> dict:
+    """Bring a stage's model from its random initial state to its starting point: the shared
+    weights of ``pretrained`` (:func:`init_shared_from`), then, as ``tcfg`` says, each unit's spike
+    bias at its mean rate over the training trials (``spike_bias_init``) and the new session's
+    layers copied from a pretrained session (``session_init``, :func:`init_sessions_from`).
+    Returns what it did, for the run's provenance."""
+    done: dict = {}
+    if pretrained is None and tcfg.transfers:
+        raise ValueError(
+            "training frozen_epochs, shared_lr_scale and session_init set how a pretrained model is fine-tuned; "
+            "this stage trains from random weights, so leave them at their defaults (0, 1.0, random) for it"
+        )
+    if pretrained is not None:
+        init_shared_from(model, pretrained)
+        done["pretrained"] = str(pretrained)
+    idx = training_trials(data, tcfg.train_fraction)
+    if tcfg.spike_bias_init == "mean_rate":
+        try:
+            model.init_spike_bias(mean_log_rates(data, idx))
+        except NotImplementedError as exc:
+            raise ValueError(f"training spike_bias_init: mean_rate: {exc}; use 'zero'") from exc
+        done["spike_bias_init"] = "mean_rate"
+    if tcfg.session_init == "pretrained":
+        done["session_init_from"] = init_sessions_from(model, pretrained, data, idx, tcfg)
+    return done
+
+
+def mean_log_rates(data: TrialData, idx: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
+    """(S, N_max): the log of each unit's mean count per bin over the trials ``idx`` of its
+    session (at least ``floor``; 0 for the padding past a session's units)."""
+    out = torch.zeros(len(data.eids), data.spikes.shape[2])
+    for s in range(len(data.eids)):
+        n, rows = int(data.n_units[s]), idx[data.session[idx] == s]
+        if len(rows):
+            out[s, :n] = data.spikes[rows, :, :n].double().mean((0, 1)).clamp(min=floor).log().float()
+    return out
+
+
+@torch.no_grad()
+def init_sessions_from(
+    model: TrialModel, checkpoint: str | Path | None, data: TrialData, idx: torch.Tensor, tcfg: TrainConfig
+) -> str:
+    """Start the session layers of ``model`` that have no unit axis
+    (:meth:`~neds.model.base.TrialModel.transferable_session_state`) from one session of the
+    pretrained ``checkpoint``: each pretrained session's layers in turn are copied into every
+    session of ``model``, and the one with the lowest loss (each modality relative to its null
+    deviance, :class:`~neds.model.balance.LossBalance` ``null``) on up to 64 of the training
+    trials ``idx``, masked as in training from ``tcfg.seed``, is kept. Returns its eid."""
+    names = model.transferable_session_state()
+    if checkpoint is None or not names:
+        raise ValueError(
+            f"training session_init: pretrained copies session layers of a pretrained {model.architecture} model, "
+            f"which {'this stage does not start from' if checkpoint is None else 'this architecture does not have'}; "
+            "use 'random'"
+        )
+    ckpt = load_checkpoint(checkpoint)
+    pretrained, candidates = ckpt["model_state"], list(ckpt["vocab"]["eids"])
+    own = model.state_dict()
+    for name, axis in names.items():
+        want = own[name].shape[:axis] + own[name].shape[axis + 1 :]
+        got = pretrained[name].shape[:axis] + pretrained[name].shape[axis + 1 :]
+        if want != got:
+            raise ValueError(f"{checkpoint}: {name} is {tuple(got)} per session, the model's {tuple(want)}")
+    rows = idx[:64]
+    batch = data.batch(rows)
+    schemes = tuple(tcfg.schemes) if tcfg.schemes else MODE_SCHEMES.get(model.mode)
+    masks = model.draw_masks(
+        len(rows), batch.spikes.shape[1], tcfg.mask_ratio, torch.Generator().manual_seed(tcfg.seed), schemes
+    )
+    balance = LossBalance("null", nulls=null_deviances(data, idx), eids=list(data.eids))
+    was_training = model.training
+    model.eval()
+
+    def copy(c: int) -> None:
+        model.load_state_dict(
+            {name: pretrained[name].narrow(axis, c, 1).expand(own[name].shape).clone() for name, axis in names.items()},
+            strict=False,
+        )
+
+    losses = []
+    for c in range(len(candidates)):
+        copy(c)
+        losses.append(float(balance(model.loss_terms(model(batch, masks), batch, masks), batch.session)[0]))
+    best = int(np.argmin(losses))
+    copy(best)
+    model.train(was_training)
+    _log.info(
+        "new session layers start from pretrained session %s (loss %.4g; candidates %s)",
+        candidates[best],
+        losses[best],
+        losses,
+    )
+    return candidates[best]
 
 
 def training_trials(data: TrialData, fraction: float = 1.0) -> torch.Tensor:
@@ -577,14 +694,26 @@ def train(
         )
     model.to(device)
     balance.to(device)
+    shared_names = set(model.shared_state_dict())
+    shared = [p for name, p in model.named_parameters() if name in shared_names]  # pretrained, when fine-tuning
     groups = param_groups(model, tcfg.weight_decay)
+    max_lrs = [tcfg.max_lr] * len(groups)
+    if tcfg.shared_lr_scale != 1.0:  # each group split into its shared and its session-specific parameters
+        ids = {id(p) for p in shared}
+        groups = [
+            {**g, "params": [p for p in g["params"] if (id(p) in ids) == is_shared]}
+            for g in groups
+            for is_shared in (True, False)
+        ]
+        max_lrs = [tcfg.max_lr * (tcfg.shared_lr_scale if i % 2 == 0 else 1.0) for i in range(len(groups))]
     if tcfg.loss == "uncertainty":
         groups.append({"params": list(balance.parameters()), "weight_decay": 0.0})
+        max_lrs.append(tcfg.max_lr)
     optimizer = torch.optim.AdamW(groups, lr=tcfg.max_lr / tcfg.div_factor, eps=tcfg.eps)
     clipped = model.canonical_parameters()  # a fixed order: the clipping norm is a float sum over tensors
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
-        max_lr=tcfg.max_lr,
+        max_lr=max_lrs if len(set(max_lrs)) > 1 else tcfg.max_lr,
         total_steps=total_steps,
         pct_start=tcfg.warmup_fraction,
         anneal_strategy="cos",
@@ -738,6 +867,9 @@ def train(
                 grad = balance.log_var.grad if balance.log_var.grad is not None else torch.zeros_like(balance.log_var)
                 dist.all_reduce(grad)
                 balance.log_var.grad = grad / world
+            if epoch < tcfg.frozen_epochs:  # the pretrained weights stay: no update, no decay, no Adam moments
+                for p in shared:
+                    p.grad = None
             grad_norm = torch.nn.utils.clip_grad_norm_(clipped, tcfg.grad_clip) if tcfg.grad_clip else None
             optimizer.step()
             scheduler.step()

@@ -61,6 +61,8 @@ __all__ = [
     "ORACLE",
     "MODALITIES",
     "LOSS_BALANCES",
+    "SESSION_INITS",
+    "SPIKE_BIAS_INITS",
     "BEHAVIOURS",
     "DYNAMIC_BEHAVIOURS",
     "STATIC_BEHAVIOURS",
@@ -288,6 +290,13 @@ LOSS_BALANCES = ("weights", "null", "uncertainty", "paper")
 """How the modalities' losses make the training loss (``training.loss``;
 :mod:`neds.model.balance`): hand-set weights, each relative to its null deviance, those weighted
 by learned uncertainties, or the NEDS authors' normalisation."""
+
+SESSION_INITS = ("random", "pretrained")
+"""How a fine-tuned session's layers start (``training.<stage>.session_init``): at random (the
+paper), or those without a unit axis copied from the best-fitting pretrained session."""
+
+SPIKE_BIAS_INITS = ("zero", "mean_rate")
+"""How each unit's spike output bias starts (``training.<stage>.spike_bias_init``)."""
 
 MASKING_SCHEMES = ("neural", "behavioural", "within_neural", "within_behavioural", "cross_modal")
 """The multi-task masking schemes (the paper, section 3.2)."""

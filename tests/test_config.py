@@ -173,6 +173,10 @@ def test_schema_speaks_the_vocabulary():
     assert [k for k in training if k in vocab.STAGES] == list(vocab.STAGES)
     assert s["definitions"]["stage_settings"]["properties"]["schemes"]["items"]["enum"] == list(vocab.MASKING_SCHEMES)
     assert list(s["definitions"]["loss_weights"]["properties"]) == list(vocab.MODALITIES)
+    stage = s["definitions"]["stage_settings"]["properties"]
+    assert s["definitions"]["loss"]["enum"] == list(vocab.LOSS_BALANCES)
+    assert stage["session_init"]["enum"] == list(vocab.SESSION_INITS)
+    assert stage["spike_bias_init"]["enum"] == list(vocab.SPIKE_BIAS_INITS)
     bwb = s["properties"]["bwb"]["properties"]
     assert set(bwb["method"]["enum"]) | set(bwb["co_smoothing_method"]["enum"]) <= set(vocab.METHODS)
 

@@ -183,6 +183,17 @@ class TrialModel(nn.Module):
         self.load_state_dict({k: pretrained[k] for k in shared}, strict=False)
         return list(shared)
 
+    def transferable_session_state(self) -> dict[str, int]:
+        """The session-specific tensors that do not depend on a session's units, name -> the axis
+        that indexes the sessions: what a new session's layers can start from, copied from a
+        pretrained session (``training.<stage>.session_init: pretrained``). None by default."""
+        return {}
+
+    def init_spike_bias(self, log_rates: torch.Tensor) -> None:
+        """Start each session's spike output at ``log_rates`` (S, N_max), each unit's log mean
+        count per bin (``training.<stage>.spike_bias_init: mean_rate``)."""
+        raise NotImplementedError(f"{self.architecture} models have no per-unit spike output bias to initialise")
+
     def canonical_parameters(self) -> list[nn.Parameter]:
         """Every parameter once, in a fixed order: the order gradient clipping reduces the
         gradients' norms in (the total norm is a float sum, so the order decides its last bit)."""

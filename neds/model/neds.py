@@ -424,6 +424,23 @@ class NEDS(TrialModel):
         ]
         return list({id(p): p for p in order}.values())  # the first place of each
 
+    def transferable_session_state(self) -> dict[str, int]:
+        """The session layers without a unit axis, name -> session axis: the behaviour stitchers
+        and heads, the session embedding and the spike stitcher's output bias (the spike
+        stitcher's other layers and the spike head are per unit)."""
+        stitcher = ("dynamic_w1", "dynamic_b1", "static_w1", "static_b1", "w2", "b2")  # (behaviour, S, ...)
+        return {
+            "sessions.embedding.weight": 0,
+            "sessions.spike_stitcher.b2": 0,
+            **{f"sessions.behaviour_stitcher.{k}": 1 for k in stitcher},
+            **{f"sessions.behaviour_heads.{k}": 1 for k in ("dynamic_w", "dynamic_b", "static_pool")},
+            **{f"sessions.behaviour_heads.{k}": 0 for k in ("choice_w", "choice_b", "block_w", "block_b")},
+        }
+
+    @torch.no_grad()
+    def init_spike_bias(self, log_rates: torch.Tensor) -> None:
+        self.sessions.spike_head.bias.copy_(log_rates.to(self.sessions.spike_head.bias))
+
     # ------------------------------------------------------------------ forward
     def tokenize(self, batch: Batch, masks: Masks) -> torch.Tensor:
         """Input tokens (B, 5T, H): stitched values, mask token where masked, plus embeddings."""
