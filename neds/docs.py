@@ -73,6 +73,9 @@ _WHAT = {
     "loss_balance": "Each balance of the modalities' losses (`training.loss`) at each of `experiments.seeds`, "
     "pretrained and fine-tuned with it, chosen on the validation trials and reported on the test trials "
     "([design.md](design.md#balancing-the-modalities))",
+    "finetune_recipe": "Each fine-tuning recipe of `experiments.finetune_recipes` at each of `experiments.seeds`, "
+    "beside the model trained from scratch at the same seeds, chosen on the validation trials and compared with "
+    "scratch on the test trials ([design.md](design.md#the-fine-tuning-recipe))",
     "sweep": "Random configurations trained from scratch, selected on the validation trials; `best` is retrained "
     "with the chosen settings and scored on the test trials",
     "table1": "Encoding from each behaviour alone against all behaviours (the paper's Table 1), from the main evaluation",

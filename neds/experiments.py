@@ -22,6 +22,9 @@ summary from the registry, so a new experiment is one new entry. Outputs live un
 * ``finetune_trials``: fine-tuned (from the main pretrained model) and from-scratch models
   trained on a fraction of each held-out session's training trials (``experiments.finetune_fractions``):
   how the gain of pretraining depends on the data of the new animal;
+* ``finetune_recipe``: each fine-tuning recipe of ``experiments.finetune_recipes`` (from the
+  main pretrained model) and the model trained from scratch, per seed, scored on the validation
+  trials (which choose the recipe) and the test trials (which compare it with scratch);
 * ``peers``: NEDS, POYO+ and NDT2 fine-tuned (each from the main run's pretrained model of its
   architecture) per seed: the paper's comparison with other large-scale models;
 * ``sweep``: random configurations trained from scratch and scored on the validation split
@@ -35,7 +38,7 @@ Nothing here imports torch, so the workflow imports this module at start-up.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +59,9 @@ __all__ = [
     "select_best",
     "scaling_sessions",
     "balance_of",
-    "BALANCE_SEPARATOR",
+    "option_seed",
+    "SEED_SEPARATOR",
+    "SCRATCH_VARIANT",
 ]
 
 
@@ -96,6 +101,9 @@ class Variant:
     split : the split it is scored on (None: its experiment's)
     fit_heads : lower ``n_heads`` until it splits ``hidden`` into even head sizes (widths drawn
         by the sweep)
+    finetune : training overrides of the stages that start from a pretrained model only (a
+        fine-tuning recipe), after ``training``
+    stages : the experiment's stages it trains (None: all of them)
     """
 
     name: str
@@ -109,6 +117,8 @@ class Variant:
     from_best: bool = False
     split: str | None = None
     fit_heads: bool = False
+    finetune: dict[str, Any] = field(default_factory=dict, hash=False)
+    stages: tuple[str, ...] | None = None
 
     @property
     def overrides(self) -> dict[str, dict[str, Any]]:
@@ -133,6 +143,8 @@ class Variant:
             training.update(best["settings"]["training"])
         model.update(self.model)
         training.update(self.training)
+        if kind.from_pretrained:
+            training.update(self.finetune)
         if self.seed is not None:
             training["seed"] = self.seed
         if self.schemes is not None:
@@ -200,6 +212,17 @@ class Experiment:
             if v.name == name:
                 return v
         raise ConfigError(f"experiment {self.name} has no variant {name!r}; its variants: {[v.name for v in variants]}")
+
+    def stages_of(self, variant: Variant) -> tuple[str, ...]:
+        """The stages ``variant`` trains per held-out session (its own, else all of the experiment's)."""
+        if variant.stages is None:
+            return self.stages
+        unknown = [s for s in variant.stages if s not in self.stages]
+        if unknown:
+            raise ValueError(
+                f"experiment {self.name}: variant {variant.name} trains {unknown}, not among {self.stages}"
+            )
+        return variant.stages
 
     def split_of(self, variant: Variant) -> str:
         """The split ``variant`` is scored on (the one its experiment's choices read)."""
@@ -284,24 +307,45 @@ def _fraction_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[V
     return [Variant(f"fraction_{f:g}", train_fraction=f) for f in fractions]
 
 
-BALANCE_SEPARATOR = "_seed_"
-"""Variants of the loss-balance experiment are named ``<balance>_seed_<seed>``."""
+SEED_SEPARATOR = "_seed_"
+"""Variants of the experiments that compare options over seeds are named ``<option>_seed_<seed>``
+(the loss balances, the fine-tuning recipes)."""
+SCRATCH_VARIANT = "scratch"
+"""The option of the fine-tuning-recipe experiment's variants that train from scratch (the
+reference each recipe is compared with)."""
 
 
 def _balance_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
     return [
-        Variant(f"{balance}{BALANCE_SEPARATOR}{s}", seed=int(s), training={"loss": balance})
+        Variant(f"{balance}{SEED_SEPARATOR}{s}", seed=int(s), training={"loss": balance})
         for balance in vocab.LOSS_BALANCES
         for s in config["experiments"]["seeds"]
     ]
 
 
+def _recipe_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
+    seeds = config["experiments"]["seeds"]
+    recipes = [
+        Variant(f"{name}{SEED_SEPARATOR}{s}", seed=int(s), finetune=dict(recipe), stages=(vocab.FINETUNE.name,))
+        for name, recipe in config["experiments"]["finetune_recipes"].items()
+        for s in seeds
+    ]
+    return recipes + [
+        Variant(f"{SCRATCH_VARIANT}{SEED_SEPARATOR}{s}", seed=int(s), stages=(vocab.SCRATCH.name,)) for s in seeds
+    ]
+
+
+def option_seed(variant: str, options: Iterable[str], what: str = "variant") -> tuple[str, int]:
+    """(option, seed) of a variant named ``<option>_seed_<seed>``, the option one of ``options``."""
+    option, _, seed = variant.rpartition(SEED_SEPARATOR)
+    if option not in options or not seed.isdigit():
+        raise ValueError(f"{variant!r} is not a {what} (<one of {list(options)}>{SEED_SEPARATOR}<seed>)")
+    return option, int(seed)
+
+
 def balance_of(variant: str) -> tuple[str, int]:
     """(balance, seed) of a loss-balance variant's name."""
-    balance, _, seed = variant.rpartition(BALANCE_SEPARATOR)
-    if balance not in vocab.LOSS_BALANCES or not seed.isdigit():
-        raise ValueError(f"{variant!r} is not a loss-balance variant (<balance>{BALANCE_SEPARATOR}<seed>)")
-    return balance, int(seed)
+    return option_seed(variant, vocab.LOSS_BALANCES, "loss-balance variant")
 
 
 def _sweep_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
@@ -363,6 +407,18 @@ EXPERIMENTS: dict[str, Experiment] = {
             in_all=False,
             summary_on_page=False,
             extra_targets=("results/experiments/loss_balance/comparison.md",),
+        ),
+        Experiment(
+            "finetune_recipe",
+            "fine-tuning recipe, against training from scratch (over seeds)",
+            _HELDOUT_NEDS,
+            False,
+            _recipe_variants,
+            split="val",
+            also_scored_on=("test",),
+            in_all=False,
+            summary_on_page=False,
+            extra_targets=("results/experiments/finetune_recipe/comparison.md",),
         ),
         Experiment(
             "sweep",

@@ -56,6 +56,12 @@ PLANS = {
         ("finetune", "scratch", "encoding", "decoding"),
         True,
     ),
+    "finetune_recipe": (
+        [f"{r}_seed_{s}" for r in ("joint", "session", "frozen", "slow_shared", "session_frozen") for s in (42, 43, 44)]
+        + [f"scratch_seed_{s}" for s in (42, 43, 44)],
+        ("finetune", "scratch"),
+        False,
+    ),
     "sweep": (["trial_00", "trial_01", "trial_02", "trial_03", SWEEP_BEST], ("scratch",), False),
 }
 
@@ -76,9 +82,11 @@ def test_plan_of_each_experiment(config, name):
     for v in exp.variants(config, N_USABLE):
         assert re.fullmatch(r"[A-Za-z0-9_.-]+", v.name)  # a folder name and the workflow's variant wildcard
         assert exp.variant(config, v.name, N_USABLE) == v
-        chosen_on_val = (name == "sweep" and v.name != SWEEP_BEST) or name == "loss_balance"
+        chosen_on_val = (name == "sweep" and v.name != SWEEP_BEST) or name in ("loss_balance", "finetune_recipe")
         assert exp.split_of(v) == ("val" if chosen_on_val else "test")
-        assert exp.splits_of(v) == (["val", "test"] if name == "loss_balance" else [exp.split_of(v)])
+        assert exp.splits_of(v) == (
+            ["val", "test"] if name in ("loss_balance", "finetune_recipe") else [exp.split_of(v)]
+        )
     with pytest.raises(ConfigError, match="has no variant"):
         exp.variant(config, "nope", N_USABLE)
 
@@ -231,7 +239,7 @@ def test_the_peers_experiment_fine_tunes_each_model_from_its_own_pretraining(con
 
 
 def test_loss_balance_trains_every_balance_with_each_seed(config):
-    from neds.experiments import balance_of
+    from neds.experiments import balance_of, option_seed
 
     for v in _variants(config, "loss_balance").values():
         balance, seed = balance_of(v.name)
@@ -242,7 +250,29 @@ def test_loss_balance_trains_every_balance_with_each_seed(config):
             assert model == main_model and training == {**main_training, "loss": balance, "seed": seed}
     with pytest.raises(ValueError, match="not a loss-balance variant"):
         balance_of("seed_42")
+    assert option_seed("slow_shared_seed_43", ["slow_shared"]) == ("slow_shared", 43)
     # too long to run with the others: only its own target builds it
-    assert not EXPERIMENTS["loss_balance"].in_all and all(
-        e.in_all for n, e in EXPERIMENTS.items() if n != "loss_balance"
-    )
+    long = ("loss_balance", "finetune_recipe")
+    assert all(e.in_all == (n not in long) for n, e in EXPERIMENTS.items())
+
+
+def test_each_recipe_changes_only_fine_tuning_and_scratch_is_its_reference(config):
+    exp = EXPERIMENTS["finetune_recipe"]
+    variants = _variants(config, "finetune_recipe")
+    frozen = variants["session_frozen_seed_43"]
+    assert exp.stages_of(frozen) == (vocab.FINETUNE.name,)
+    model, training = frozen.settings(config, vocab.FINETUNE.name)
+    main_model, main_training = _main(config, vocab.FINETUNE.name)
+    assert model == main_model
+    assert training == {**main_training, "seed": 43, "session_init": "pretrained", "frozen_epochs": 10}
+    # the recipe is not applied to a stage that does not start from a pretrained model
+    assert frozen.settings(config, vocab.SCRATCH.name)[1] == {**_main(config, vocab.SCRATCH.name)[1], "seed": 43}
+    scratch = variants["scratch_seed_44"]
+    assert exp.stages_of(scratch) == (vocab.SCRATCH.name,)
+    assert scratch.settings(config, vocab.SCRATCH.name)[1] == {**_main(config, vocab.SCRATCH.name)[1], "seed": 44}
+    assert variants["joint_seed_42"].settings(config, vocab.FINETUNE.name)[1] == {**main_training, "seed": 42}
+    with pytest.raises(ValueError, match="trains \\['encoding'\\]"):
+        exp.stages_of(Variant("x", stages=(vocab.ENCODING.name,)))
+    bad = {**config, "experiments": {**config["experiments"], "finetune_recipes": {"scratch": {}}}}
+    with pytest.raises(ConfigError, match="finetune_recipes"):
+        validate_config(bad)

@@ -541,10 +541,16 @@ def test_paper_config_plans_every_job_offline(tmp_path):
     shutil.copytree(ROOT / "config", tmp_path / "config")
     shutil.copytree(ROOT / "sessions", tmp_path / "sessions")
     env = {**os.environ, "HOME": str(tmp_path)}  # no ONE parameters of the user either
-    proc = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "config" / "ibl_repeated_site.yaml"), env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    stats = proc.stdout[proc.stdout.rindex("Job stats:") :]
-    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+    def plan(*target: str) -> tuple[dict[str, int], str]:
+        proc = snakemake(
+            tmp_path, "-n", *target, "--configfile", str(tmp_path / "config" / "ibl_repeated_site.yaml"), env=env
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        stats = proc.stdout[proc.stdout.rindex("Job stats:") :]
+        return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}, proc.stdout
+
+    counts, _ = plan()
     expected = {
         "download_session": 84,
         "bin_session": 84,
@@ -562,32 +568,32 @@ def test_paper_config_plans_every_job_offline(tmp_path):
     assert not (tmp_path / "resources").exists()  # nothing was downloaded or cached
 
     # the comparison with POYO+ and NDT2: each pretrained once, then NEDS, POYO+ and NDT2 fine-tuned per seed
-    proc = snakemake(
-        tmp_path, "-n", "peers", "--configfile", str(tmp_path / "config" / "ibl_repeated_site.yaml"), env=env
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    stats = proc.stdout[proc.stdout.rindex("Job stats:") :]
-    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    counts, out = plan("peers")
     n_fine_tuned = 3 * 3 * 10  # seeds x compared models x held-out sessions
     expected = {"pretrain_model": 3, "exp_train": n_fine_tuned, "exp_evaluate": 30, "peers_comparison": 1}
     assert {k: counts.get(k) for k in expected} == expected
     for stage in ("ndt2_pretrain", "poyo_pretrain"):
-        assert f"results/models/{stage}/model.pt" in proc.stdout
+        assert f"results/models/{stage}/model.pt" in out
     for stage in ("ndt2_finetune", "poyo_finetune"):
-        assert f"results/experiments/peers/seed_44/{stage}/" in proc.stdout
+        assert f"results/experiments/peers/seed_44/{stage}/" in out
 
     # the balance of the losses: each balance pretrained per seed, then its four per-session models
-    proc = snakemake(
-        tmp_path, "-n", "loss_balance", "--configfile", str(tmp_path / "config" / "ibl_repeated_site.yaml"), env=env
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    stats = proc.stdout[proc.stdout.rindex("Job stats:") :]
-    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    counts, out = plan("loss_balance")
     n_variants = 4 * 3  # balances x seeds
     expected = {"exp_pretrain": n_variants, "exp_train": n_variants * 10 * 4, "exp_evaluate": n_variants * 10}
     assert {k: counts.get(k) for k in expected} == expected
     assert counts.get("balance_comparison") == 1
-    assert "results/experiments/loss_balance/uncertainty_seed_43/pretrain/model.pt" in proc.stdout
+    assert "results/experiments/loss_balance/uncertainty_seed_43/pretrain/model.pt" in out
+
+    # the fine-tuning recipes: each fine-tunes the main pretrained model per seed, beside scratch per seed
+    counts, out = plan("finetune_recipe")
+    n_variants = 5 * 3 + 3  # recipes x seeds, scratch x seeds
+    expected = {"pretrain_model": 1, "exp_train": n_variants * 10, "exp_evaluate": n_variants * 10}
+    assert {k: counts.get(k) for k in expected} == expected
+    assert counts.get("recipe_comparison") == 1
+    assert "results/experiments/finetune_recipe/session_frozen_seed_44/finetune/" in out
+    assert "results/experiments/finetune_recipe/scratch_seed_42/scratch/" in out
+    assert "results/experiments/finetune_recipe/scratch_seed_42/finetune/" not in out
     assert not (tmp_path / "resources").exists()
 
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from neds.evaluate import options
 from neds.evaluate.tables import markdown_table
 from neds.experiments import balance_of
 from neds.vocab import (
@@ -50,16 +51,9 @@ PRETRAIN_COLUMN = "pretrain_val_score"
 
 
 def per_seed(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The experiment's ``metrics.tsv`` (a row per variant, method, split and session) -> a row per
-    (balance, seed, split, method): each selection metric's mean over the held-out sessions,
-    and their mean, ``score``."""
-    df = metrics.copy()
-    parsed = [balance_of(v) for v in df["variant"]]
-    df["balance"], df["seed"] = [b for b, _ in parsed], [s for _, s in parsed]
-    cols = [c for c in SELECTION_METRICS if c in df]
-    out = df.groupby(["balance", "seed", "split", "method"], sort=False)[cols].mean().reset_index()
-    out["score"] = out[cols].mean(axis=1, skipna=False)  # a method lacking a metric has no score
-    return out
+    """The experiment's ``metrics.tsv`` -> a row per (balance, seed, split, method)
+    (:func:`neds.evaluate.options.per_seed`)."""
+    return options.per_seed(metrics, LOSS_BALANCES, "balance")
 
 
 def selection(seeds: pd.DataFrame, pretrain_scores: Mapping[str, float]) -> pd.DataFrame:
@@ -89,15 +83,9 @@ def report(seeds: pd.DataFrame, main: pd.DataFrame | None = None) -> pd.DataFram
     """Test trials: a row per (balance, method) with each selection metric's mean and standard
     deviation over seeds (``<metric>_mean``, ``<metric>_sd``) and the number of seeds; then the
     main run's linear decoder (``main``, its ``metrics.tsv``; balance '-', one fit)."""
-    test = seeds[seeds["split"] == "test"]
-    cols = [c for c in SELECTION_METRICS if c in test]
-    rows = []
-    for (balance, method), g in test.groupby(["balance", "method"], sort=False):
-        row = {"balance": balance, "method": method, "seeds": int(g["seed"].nunique())}
-        for c in cols:
-            row[f"{c}_mean"] = float(g[c].mean())
-            row[f"{c}_sd"] = float(g[c].std(ddof=1)) if len(g) > 1 else np.nan
-        rows.append(row)
+    table = options.over_seeds(seeds, "balance")
+    cols = [c for c in SELECTION_METRICS if f"{c}_mean" in table]
+    rows = table.to_dict("records")
     if main is not None:
         lin = main[(main["method"] == LINEAR) & (main.get("split", "test") == "test")]
         if len(lin):
@@ -135,12 +123,6 @@ def targets(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _cell(mean: float, sd: float) -> str:
-    if not np.isfinite(mean):
-        return "–"
-    return f"{mean:.3f}" + (f" ± {sd:.3f}" if np.isfinite(sd) else "")
-
-
 def balance_markdown(chosen: pd.DataFrame, table: pd.DataFrame, goals: pd.DataFrame) -> str:
     """The experiment's page: the choice on validation trials, the test comparison, the targets."""
     lines = [
@@ -168,7 +150,12 @@ def balance_markdown(chosen: pd.DataFrame, table: pd.DataFrame, goals: pd.DataFr
     lines += markdown_table(
         ["balance", "method", "seeds", *cols],
         (
-            [r["balance"], r["method"], r["seeds"], *(_cell(r[f"{c}_mean"], r.get(f"{c}_sd", np.nan)) for c in cols)]
+            [
+                r["balance"],
+                r["method"],
+                r["seeds"],
+                *(options.cell(r[f"{c}_mean"], r.get(f"{c}_sd", np.nan)) for c in cols),
+            ]
             for _, r in table.iterrows()
         ),
     )

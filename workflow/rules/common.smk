@@ -178,7 +178,7 @@ def exp_train_input(wc):
 
 def exp_models(wc):
     """The checkpoints of one variant on one session, by method name."""
-    stages = EXPERIMENTS[wc.experiment].stages
+    stages = EXPERIMENTS[wc.experiment].stages_of(exp_variant(wc))
     return {vocab.stage(s).method: f"{EXP_DIR}/{wc.experiment}/{wc.variant}/{s}/{wc.eid}/model.pt" for s in stages}
 
 
@@ -210,6 +210,7 @@ def exp_targets(experiment):
 # ---------------------------------------------------------------- the peers comparison (experiments.smk)
 BALANCE = "loss_balance"  # the experiment comparing balances of the losses (neds.experiments.EXPERIMENTS)
 PEERS = "peers"  # the experiment comparing NEDS with POYO+ and NDT2 (neds.experiments.EXPERIMENTS)
+RECIPE = "finetune_recipe"  # the experiment comparing fine-tuning recipes (neds.experiments.EXPERIMENTS)
 
 
 def peers_runs(wildcards, what="summary.json"):

@@ -232,6 +232,32 @@ rule balance_comparison:
         "../scripts/balance_comparison.py"
 
 
+# The fine-tuning recipe (snakemake finetune_recipe): each recipe of experiments.finetune_recipes
+# fine-tunes the main pretrained model over seeds, beside the model trained from scratch; chosen
+# on the validation trials, compared with scratch on the test trials.
+rule recipe_comparison:
+    input:
+        metrics=f"{EXP_DIR}/{RECIPE}/metrics.tsv",
+    output:
+        selection=f"{EXP_DIR}/{RECIPE}/selection.tsv",
+        table=f"{EXP_DIR}/{RECIPE}/comparison.tsv",
+        sessions=f"{EXP_DIR}/{RECIPE}/sessions.tsv",
+        markdown=report(f"{EXP_DIR}/{RECIPE}/comparison.md", caption="../report/recipe.rst", category="Experiments"),
+    log:
+        f"logs/experiments/{RECIPE}/comparison.log",
+    localrule: True
+    conda:
+        "../envs/neds.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        recipes=list(config["experiments"]["finetune_recipes"]),
+    script:
+        "../scripts/recipe_comparison.py"
+
+
 use rule plot_training_curves as plot_training_curves_peers with:
     input:
         unpack(peers_histories),
