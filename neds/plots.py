@@ -38,6 +38,7 @@ from neds.io.store import as_str, open_binned, verify_store
 from neds.vocab import (
     DECODING,
     ENCODING,
+    FINETUNE,
     METHOD_ORDER,
     METHODS,
     METRIC_LABELS,
@@ -47,6 +48,7 @@ from neds.vocab import (
     ORACLE,
     PRETRAIN,
     REGIONS,
+    SCRATCH,
     SELECTION_METRICS,
     STAGES,
 )
@@ -590,15 +592,19 @@ def plot_training_curves(runs: Mapping[str, Sequence[str | Path]]) -> Figure:
     spike and/or choice and block accuracy, wheel and whisker R². The third column is each
     modality's training loss as the fraction of its null deviance left
     (:mod:`neds.model.balance`; 1 at the null model, 0 when perfect), the mean over the row's
-    runs: a modality that stops learning stays flat.
+    runs: a modality that stops learning stays flat. With both fine-tuned and from-scratch runs, a
+    last row overlays their validation curves per held-out session.
     """
     kinds = [k for k in STAGES if runs.get(k)] + [k for k in runs if k not in STAGES and runs[k]]
     labels = sorted({Path(p).parent.name for k in kinds if k != PRETRAIN.name for p in runs[k]})
     palette = mpl.colormaps["tab10"].colors
     colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
+    paired = bool(runs.get(FINETUNE.name)) and bool(runs.get(SCRATCH.name))
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=(14, 2.3 * len(kinds) + 0.8), layout="constrained")
-        axes = np.atleast_2d(fig.subplots(len(kinds), 3, sharex="row"))
+        fig = Figure(figsize=(14, 2.3 * (len(kinds) + paired) + 0.8), layout="constrained")
+        axes = np.atleast_2d(fig.subplots(len(kinds) + paired, 3, sharex="row"))
+        if paired:
+            _plot_finetuned_vs_scratch(axes[-1], runs[FINETUNE.name], runs[SCRATCH.name], colour)
         for row, kind in zip(axes, kinds):
             vs_null = []
             for path in runs[kind]:
@@ -635,6 +641,33 @@ def plot_training_curves(runs: Mapping[str, Sequence[str | Path]]) -> Figure:
             fig.legend(handles=handles, title="held-out session", loc="outside lower center", ncol=min(len(labels), 6))
         fig.suptitle("Training curves; ★ the best validation epoch (the checkpoint kept)")
     return fig
+
+
+def _plot_finetuned_vs_scratch(row, finetuned: Sequence[str | Path], scratch: Sequence[str | Path], colour) -> None:
+    """The last row of the training curves: per held-out session, the fine-tuned model's
+    validation curves (solid) over the model's trained from scratch (dashed): the selection
+    score, bits per spike and the mean of the four decoding scores. A plateau at the start of
+    fine-tuning shows as a solid line below its dashed one."""
+    decoding = [f"val_{m}" for m in SELECTION_METRICS if m != "bps_unit_mean"]
+    for paths, style in ((finetuned, "-"), (scratch, "--")):
+        for path in paths:
+            h = read_history(path)
+            if "val_score" not in h:
+                continue
+            v = h.dropna(subset=["val_score"])
+            c = colour.get(Path(path).parent.name, "black")
+            row[0].plot(v["epoch"], v["val_score"], color=c, linestyle=style, linewidth=1.5)
+            if "val_bps" in v:
+                row[1].plot(v["epoch"], v["val_bps"], color=c, linestyle=style, linewidth=1.5)
+            if all(k in v for k in decoding):
+                row[2].plot(v["epoch"], v[decoding].mean(axis=1), color=c, linestyle=style, linewidth=1.5)
+    row[0].set_title("fine-tuned (solid) against from scratch (dashed), validation trials", loc="left")
+    for ax, label in zip(
+        row, ("validation score", "validation bits per spike", "validation decoding\n(mean of 4 scores)")
+    ):
+        ax.set_ylabel(label)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _plot_vs_null(ax, histories: list[pd.DataFrame]) -> None:

@@ -292,7 +292,7 @@ def test_pca_2d_finds_the_dominant_axis():
 
 def test_training_curves(tmp_path):
     runs = {}
-    for kind in ("pretrain", "finetune", "encoding"):
+    for kind in ("pretrain", "finetune", "scratch", "encoding"):
         eids = ["."] if kind == "pretrain" else ["s1", "s2"]
         runs[kind] = []
         for eid in eids:
@@ -308,7 +308,7 @@ def test_training_curves(tmp_path):
             runs[kind].append(folder / "history.jsonl")
     fig = plots.plot_training_curves(runs)
     assert_saved(fig, tmp_path / "training_curves.png")
-    assert len(fig.axes) == 3 * 3
+    assert len(fig.axes) == 3 * (4 + 1)  # a row per stage, then fine-tuned against scratch
     loss, val, vs_null = fig.axes[3], fig.axes[4], fig.axes[5]  # fine-tuning row
     spikes, whisker = vs_null.get_lines()[:2]  # one line per recorded modality: the mean over the row's runs
     np.testing.assert_allclose(spikes.get_ydata(), 1 - 0.005 * np.arange(1, 7))
@@ -320,7 +320,13 @@ def test_training_curves(tmp_path):
     curve, star = val.get_lines()[:2]
     np.testing.assert_array_equal(curve.get_xdata(), [2, 4, 6])  # validation epochs only
     assert star.get_marker() == "*" and star.get_xdata()[0] == 4  # the best epoch
-    assert fig.axes[-2].get_ylabel() == "validation bits per spike"
+    assert fig.axes[-5].get_ylabel() == "validation bits per spike"  # the encoding row
+    score, bps, _ = fig.axes[-3:]
+    assert score.get_title(loc="left").startswith("fine-tuned (solid) against from scratch (dashed)")
+    styles = [(line.get_linestyle(), tuple(line.get_xdata())) for line in score.get_lines()]
+    assert styles == [("-", (2, 4, 6))] * 2 + [("--", (2, 4, 6))] * 2  # s1, s2 fine-tuned, then scratch
+    assert score.get_lines()[0].get_color() == score.get_lines()[2].get_color()  # one colour per session
+    assert len(bps.get_lines()) == 4
 
 
 def test_read_history(tmp_path):
