@@ -111,6 +111,22 @@ def test_simulated_sessions_are_split_and_disjoint():
     assert again == (pretrain, heldout)
 
 
+def test_larger_simulation_is_other_animals():
+    """config/larger_simulation.yaml over the default: other animals (no session shared with the
+    default run), twice the pretraining sessions, the rest of the run as the default's."""
+    from neds.docs import resolve_config
+
+    default = validate_config(default_config())
+    larger = validate_config(
+        resolve_config([ROOT / "config" / "config.yaml", ROOT / "config" / "larger_simulation.yaml"])
+    )
+    pretrain, heldout = session_lists(larger)
+    assert len(pretrain) == 8 and len(heldout) == 2
+    assert not (set(pretrain) | set(heldout)) & set(sum(session_lists(default), []))
+    for section in ("model", "training", "binning", "experiments"):
+        assert larger[section] == default[section], section
+
+
 def test_require_all_usable_names_each_unusable_session(tmp_path):
     from neds.stages import run_summarize_sessions
 
