@@ -57,7 +57,7 @@ PLANS = {
         True,
     ),
     "finetune_recipe": (
-        [f"{r}_seed_{s}" for r in ("joint", "session", "frozen", "slow_shared", "session_frozen") for s in (42, 43, 44)]
+        [f"{r}_seed_{s}" for r in ("paper", "session", "frozen", "slow_shared", "session_frozen") for s in (42, 43, 44)]
         + [f"scratch_seed_{s}" for s in (42, 43, 44)],
         ("finetune", "scratch"),
         False,
@@ -270,7 +270,8 @@ def test_each_recipe_changes_only_fine_tuning_and_scratch_is_its_reference(confi
     scratch = variants["scratch_seed_44"]
     assert exp.stages_of(scratch) == (vocab.SCRATCH.name,)
     assert scratch.settings(config, vocab.SCRATCH.name)[1] == {**_main(config, vocab.SCRATCH.name)[1], "seed": 44}
-    assert variants["joint_seed_42"].settings(config, vocab.FINETUNE.name)[1] == {**main_training, "seed": 42}
+    paper = {"seed": 42, "frozen_epochs": 0, "shared_lr_scale": 1.0, "session_init": "random"}
+    assert variants["paper_seed_42"].settings(config, vocab.FINETUNE.name)[1] == {**main_training, **paper}
     with pytest.raises(ValueError, match="trains \\['encoding'\\]"):
         exp.stages_of(Variant("x", stages=(vocab.ENCODING.name,)))
     bad = {**config, "experiments": {**config["experiments"], "finetune_recipes": {"scratch": {}}}}

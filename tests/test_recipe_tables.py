@@ -9,11 +9,11 @@ import pytest
 from neds.evaluate.recipe import comparison, per_seed, recipe_markdown, selection, sessions
 from neds.vocab import NEDS_FINETUNED, NEDS_SCRATCH, SELECTION_METRICS
 
-RECIPES = ("joint", "frozen")
+RECIPES = ("paper", "frozen")
 EIDS = ("a", "b")
 SEEDS = {42: -0.01, 43: 0.0, 44: 0.01}
 # planted value of every metric per (variant option, method), per split; session b is offset
-PLANTED = {("joint", NEDS_FINETUNED): 0.50, ("frozen", NEDS_FINETUNED): 0.60, ("scratch", NEDS_SCRATCH): 0.55}
+PLANTED = {("paper", NEDS_FINETUNED): 0.50, ("frozen", NEDS_FINETUNED): 0.60, ("scratch", NEDS_SCRATCH): 0.55}
 SESSION = {"a": 0.05, "b": -0.05}
 
 
@@ -34,20 +34,20 @@ def test_choice_comparison_and_sessions():
     metrics = _metrics()
     seeds = per_seed(metrics, RECIPES)
     chosen = selection(seeds)
-    # validation, mean over sessions: joint 0.50; frozen (0.65 + 0.40) / 2 = 0.525
-    assert list(chosen["recipe"]) == ["frozen", "joint"] and "scratch" not in set(chosen["recipe"])
+    # validation, mean over sessions: paper 0.50; frozen (0.65 + 0.40) / 2 = 0.525
+    assert list(chosen["recipe"]) == ["frozen", "paper"] and "scratch" not in set(chosen["recipe"])
     assert chosen.iloc[0]["val_score"] == pytest.approx(0.525) and chosen.iloc[0]["seeds"] == 3
     # the test trials do not enter the choice
     shifted = metrics.copy()
-    shifted.loc[(shifted["split"] == "test") & shifted["variant"].str.startswith("joint"), SELECTION_METRICS] = 9.0
-    assert list(selection(per_seed(shifted, RECIPES))["recipe"]) == ["frozen", "joint"]
+    shifted.loc[(shifted["split"] == "test") & shifted["variant"].str.startswith("paper"), SELECTION_METRICS] = 9.0
+    assert list(selection(per_seed(shifted, RECIPES))["recipe"]) == ["frozen", "paper"]
 
     table = comparison(seeds).set_index("recipe")
     assert table.loc["scratch", "bps_unit_mean_mean"] == pytest.approx(0.45)
-    assert table.loc["joint", "bps_unit_mean_mean"] == pytest.approx(0.40)
-    assert table.loc["joint", "bps_unit_mean_sd"] == pytest.approx(np.std([-0.01, 0.0, 0.01], ddof=1))
-    assert table.loc["joint", "choice_acc_gain"] == pytest.approx(-0.05)
-    assert table.loc["joint", "choice_acc_gain_percent"] == pytest.approx(-100 * 0.05 / 0.45)
+    assert table.loc["paper", "bps_unit_mean_mean"] == pytest.approx(0.40)
+    assert table.loc["paper", "bps_unit_mean_sd"] == pytest.approx(np.std([-0.01, 0.0, 0.01], ddof=1))
+    assert table.loc["paper", "choice_acc_gain"] == pytest.approx(-0.05)
+    assert table.loc["paper", "choice_acc_gain_percent"] == pytest.approx(-100 * 0.05 / 0.45)
     assert np.isnan(table.loc["scratch", "choice_acc_gain_percent"])
 
     per_session = sessions(metrics, RECIPES).set_index(["recipe", "eid", "metric"])
@@ -58,5 +58,5 @@ def test_choice_comparison_and_sessions():
 
     page = recipe_markdown(chosen, comparison(seeds), sessions(metrics, RECIPES))
     assert "Chosen: `frozen` (mean validation score 0.525)." in page
-    assert "| joint | 3 | 0.400 ± 0.010 (-11.1 %) |" in page
+    assert "| paper | 3 | 0.400 ± 0.010 (-11.1 %) |" in page
     assert "| frozen | b | block_acc | -0.100 | 0.000 |" in page
