@@ -382,6 +382,7 @@ def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "FAKE_SLURM_LOG": str(log),
         "FAKE_SLURM_EXPECT": str(1 + n_ready),  # no job fails before all are submitted, however scheduled
+        "FAKE_SLURM_PATIENCE": "600",  # however loaded the machine (the submissions took over 120 s on a busy one)
     }
     proc = snakemake(
         work,
