@@ -13,17 +13,25 @@ import pandas as pd
 from neds.experiments import option_seed
 from neds.vocab import SELECTION_METRICS
 
-__all__ = ["per_seed", "over_seeds", "cell"]
+__all__ = ["tagged", "per_seed", "over_seeds", "cell"]
+
+
+def tagged(metrics: pd.DataFrame, options: Iterable[str], key: str) -> pd.DataFrame:
+    """A copy of ``metrics`` (a row per variant, ...) with each variant's option in column ``key``
+    and its seed in ``seed`` (:func:`neds.experiments.option_seed`; ValueError for a variant not
+    named ``<option>_seed_<seed>`` with an option of ``options``)."""
+    options = list(options)
+    df = metrics.copy()
+    parsed = [option_seed(v, options) for v in df["variant"]]
+    df[key], df["seed"] = [o for o, _ in parsed], [s for _, s in parsed]
+    return df
 
 
 def per_seed(metrics: pd.DataFrame, options: Iterable[str], key: str) -> pd.DataFrame:
     """An experiment's ``metrics.tsv`` (a row per variant, method, split and session) -> a row per
     (option, seed, split, method), the option in column ``key``: each selection metric's mean
     over the held-out sessions, and their mean, ``score``."""
-    options = list(options)
-    df = metrics.copy()
-    parsed = [option_seed(v, options) for v in df["variant"]]
-    df[key], df["seed"] = [o for o, _ in parsed], [s for _, s in parsed]
+    df = tagged(metrics, options, key)
     cols = [c for c in SELECTION_METRICS if c in df]
     out = df.groupby([key, "seed", "split", "method"], sort=False)[cols].mean().reset_index()
     out["score"] = out[cols].mean(axis=1, skipna=False)  # a method lacking a metric has no score

@@ -26,7 +26,7 @@ import pandas as pd
 
 from neds.evaluate import options
 from neds.evaluate.tables import markdown_table
-from neds.experiments import SCRATCH_VARIANT, option_seed
+from neds.experiments import SCRATCH_VARIANT
 from neds.vocab import NEDS_FINETUNED, NEDS_SCRATCH, SELECTION_METRICS
 
 __all__ = ["per_seed", "selection", "comparison", "sessions", "recipe_markdown"]
@@ -69,31 +69,27 @@ def comparison(seeds: pd.DataFrame) -> pd.DataFrame:
 def sessions(metrics: pd.DataFrame, recipes: Iterable[str]) -> pd.DataFrame:
     """Test trials, per recipe, held-out session and metric: the mean over seeds of the paired
     difference fine-tuned minus scratch (``difference``), its s.d. over seeds (``spread``) and
-    ``worse_than_spread`` (the difference below minus the spread)."""
+    ``worse_than_spread`` (the difference below minus the spread; None with one seed)."""
     recipes = list(recipes)
-    df = metrics[metrics["split"] == "test"].copy()
-    parsed = [option_seed(v, [*recipes, SCRATCH_VARIANT]) for v in df["variant"]]
-    df[KEY], df["seed"] = [o for o, _ in parsed], [s for _, s in parsed]
-    scratch = df[(df[KEY] == SCRATCH_VARIANT) & (df["method"] == NEDS_SCRATCH)].set_index(["seed", "eid"])
+    df = options.tagged(metrics[metrics["split"] == "test"], [*recipes, SCRATCH_VARIANT], KEY)
+    cols = [c for c in SELECTION_METRICS if c in df]
+    scratch = df[(df[KEY] == SCRATCH_VARIANT) & (df["method"] == NEDS_SCRATCH)]
+    tuned = df[df[KEY].isin(recipes) & (df["method"] == NEDS_FINETUNED)]
+    paired = tuned.merge(scratch[["seed", "eid", *cols]], on=["seed", "eid"], suffixes=("", "_scratch"))
     rows = []
     for recipe in recipes:
-        mine = df[(df[KEY] == recipe) & (df["method"] == NEDS_FINETUNED)].set_index(["seed", "eid"])
-        for eid in sorted(set(mine.index.get_level_values("eid"))):
-            for c in (c for c in SELECTION_METRICS if c in df):
-                paired = [
-                    mine.loc[(seed, eid), c] - scratch.loc[(seed, eid), c]
-                    for seed in sorted(set(mine.index.get_level_values("seed")))
-                    if (seed, eid) in mine.index and (seed, eid) in scratch.index
-                ]
-                diffs = np.asarray([d for d in paired if np.isfinite(d)], dtype=float)
+        mine = paired[paired[KEY] == recipe]
+        for eid, g in sorted(mine.groupby("eid"), key=lambda item: item[0]):
+            for c in cols:
+                diffs = (g[c] - g[f"{c}_scratch"]).to_numpy(dtype=float)
+                diffs = diffs[np.isfinite(diffs)]
                 if diffs.size == 0:
                     continue
                 spread = float(diffs.std(ddof=1)) if diffs.size > 1 else np.nan
                 mean = float(diffs.mean())
-                worse = bool(mean < -spread) if np.isfinite(spread) else None
                 rows.append(
                     {KEY: recipe, "eid": eid, "metric": c, "seeds": int(diffs.size), "difference": mean}
-                    | {"spread": spread, "worse_than_spread": worse}
+                    | {"spread": spread, "worse_than_spread": bool(mean < -spread) if np.isfinite(spread) else None}
                 )
     return pd.DataFrame(rows)
 
