@@ -64,9 +64,10 @@ _WHAT = {
     "ablation_masking": "Pretraining and fine-tuning with all five masking schemes, without cross-modal, "
     "and without cross-modal and within-modality masking",
     "model_size": "Pretraining and fine-tuning at each of `experiments.model_sizes`",
-    "scaling": "Pretraining on the first k usable pretraining sessions (`experiments.scaling_sessions`), then fine-tuning",
+    "scaling": "Pretraining on the first k usable pretraining sessions (`experiments.scaling_sessions`), then "
+    "fine-tuning, at each of `experiments.seeds`, against the model trained from scratch at the same seeds",
     "finetune_trials": "Fine-tuned and from-scratch NEDS on a fraction of each held-out session's training trials "
-    "(`experiments.finetune_fractions`)",
+    "(`experiments.finetune_fractions`), at each of `experiments.seeds`",
     "peers": "NEDS, POYO+ and NDT2, each pretrained on the same sessions, then fine-tuned at each of "
     "`experiments.seeds` on every held-out session: the paper's comparison with other large-scale models "
     "([peers.md](peers.md))",

@@ -18,10 +18,12 @@ summary from the registry, so a new experiment is one new entry. Outputs live un
 * ``ablation_masking``: pretraining and fine-tuning with all five masking schemes, without
   cross-modal masking, and without cross-modal and within-modality masking;
 * ``model_size``: pretraining and fine-tuning at each of ``experiments.model_sizes``;
-* ``scaling``: pretraining on the first k usable pretraining sessions, then fine-tuning;
+* ``scaling``: pretraining on the first k usable pretraining sessions, then fine-tuning, per
+  seed, beside the model trained from scratch at the same seeds: how the gain of pretraining
+  depends on the pretraining data;
 * ``finetune_trials``: fine-tuned (from the main pretrained model) and from-scratch models
-  trained on a fraction of each held-out session's training trials (``experiments.finetune_fractions``):
-  how the gain of pretraining depends on the data of the new animal;
+  trained on a fraction of each held-out session's training trials (``experiments.finetune_fractions``),
+  per seed: how the gain of pretraining depends on the data of the new animal;
 * ``finetune_recipe``: each fine-tuning recipe of ``experiments.finetune_recipes`` (from the
   main pretrained model) and the model trained from scratch, per seed, scored on the validation
   trials (which choose the recipe) and the test trials (which compare it with scratch);
@@ -62,6 +64,7 @@ __all__ = [
     "option_seed",
     "SEED_SEPARATOR",
     "SCRATCH_VARIANT",
+    "DATA_AXES",
 ]
 
 
@@ -79,6 +82,12 @@ MASKING_VARIANTS = {
     "no_cross_modal": _schemes("cross_modal"),
     "no_cross_no_within": _schemes("cross_modal", "within_neural", "within_behavioural"),
 }
+DATA_AXES = {
+    "train_fraction": "fraction of each held-out session's training trials",
+    "pretrain_sessions": "number of pretraining sessions",
+}
+"""The amounts of data an experiment can vary (:attr:`Experiment.data_axis`), and how its figure
+names them."""
 SWEEP_BEST = "best"
 """The name of the sweep's variant retrained with the settings its selection chose."""
 
@@ -181,6 +190,9 @@ class Experiment:
     summary_on_page : whether the results page shows its summary table (else only its extra
         Markdown pages, the readable view of an experiment with many variants, and a link to
         the summary)
+    data_axis : the :class:`Variant` field holding the amount of data a variant trains with
+        (a key of :data:`DATA_AXES`): its fine-tuned models are compared, per amount and seed,
+        with the models trained from scratch (:mod:`neds.evaluate.gain`); None for the others
     """
 
     name: str
@@ -194,8 +206,11 @@ class Experiment:
     also_scored_on: tuple[str, ...] = ()
     in_all: bool = True
     summary_on_page: bool = True
+    data_axis: str | None = None
 
     def __post_init__(self) -> None:
+        if self.data_axis is not None and self.data_axis not in DATA_AXES:
+            raise ValueError(f"experiment {self.name}: data_axis {self.data_axis!r} is not one of {list(DATA_AXES)}")
         for s in self.stages:
             if s not in vocab.PER_SESSION_STAGES:
                 raise ValueError(
@@ -232,6 +247,16 @@ class Experiment:
         """Every split ``variant``'s models are scored on: :meth:`split_of`, then ``also_scored_on``."""
         first = self.split_of(variant)
         return [first, *(s for s in self.also_scored_on if s != first)]
+
+    def data_levels(self, config: dict[str, Any], n_usable_pretrain: int) -> dict[str, dict[str, Any]]:
+        """Each variant's amount of data and seed, {name: {'level': ..., 'seed': ...}}, the level
+        None for a variant that only trains from scratch (empty unless it has a ``data_axis``)."""
+        if self.data_axis is None:
+            return {}
+        return {
+            v.name: {"level": getattr(v, self.data_axis), "seed": v.seed}
+            for v in self.variants(config, n_usable_pretrain)
+        }
 
     def candidates(self, config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
         """The variants its selection chooses from (empty unless it selects a best)."""
@@ -298,21 +323,39 @@ def _size_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Varia
     return [Variant(name, model=dict(sizes)) for name, sizes in config["experiments"]["model_sizes"].items()]
 
 
+SEED_SEPARATOR = "_seed_"
+"""Variants of the experiments that compare options over seeds are named ``<option>_seed_<seed>``
+(the loss balances, the fine-tuning recipes, the amounts of data of the scaling and
+fine-tuning-data experiments)."""
+SCRATCH_VARIANT = "scratch"
+"""The option of the variants that only train from scratch (the reference the fine-tuned models
+of the fine-tuning-recipe and scaling experiments are compared with)."""
+
+
+def _scratch_variants(config: dict[str, Any]) -> list[Variant]:
+    """A from-scratch-only variant per seed (the reference of an experiment whose other variants fine-tune)."""
+    return [
+        Variant(f"{SCRATCH_VARIANT}{SEED_SEPARATOR}{s}", seed=int(s), stages=(vocab.SCRATCH.name,))
+        for s in config["experiments"]["seeds"]
+    ]
+
+
 def _scaling_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
-    return [Variant(f"sessions_{k}", pretrain_sessions=k) for k in scaling_sessions(config, n_usable_pretrain)]
+    tuned = [
+        Variant(f"sessions_{k}{SEED_SEPARATOR}{s}", seed=int(s), pretrain_sessions=k, stages=(vocab.FINETUNE.name,))
+        for k in scaling_sessions(config, n_usable_pretrain)
+        for s in config["experiments"]["seeds"]
+    ]
+    return tuned + _scratch_variants(config)
 
 
 def _fraction_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
     fractions = sorted({float(f) for f in config["experiments"]["finetune_fractions"]})
-    return [Variant(f"fraction_{f:g}", train_fraction=f) for f in fractions]
-
-
-SEED_SEPARATOR = "_seed_"
-"""Variants of the experiments that compare options over seeds are named ``<option>_seed_<seed>``
-(the loss balances, the fine-tuning recipes)."""
-SCRATCH_VARIANT = "scratch"
-"""The option of the fine-tuning-recipe experiment's variants that train from scratch (the
-reference each recipe is compared with)."""
+    return [
+        Variant(f"fraction_{f:g}{SEED_SEPARATOR}{s}", seed=int(s), train_fraction=f)
+        for f in fractions
+        for s in config["experiments"]["seeds"]
+    ]
 
 
 def _balance_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
@@ -330,9 +373,7 @@ def _recipe_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Var
         for name, recipe in config["experiments"]["finetune_recipes"].items()
         for s in seeds
     ]
-    return recipes + [
-        Variant(f"{SCRATCH_VARIANT}{SEED_SEPARATOR}{s}", seed=int(s), stages=(vocab.SCRATCH.name,)) for s in seeds
-    ]
+    return recipes + _scratch_variants(config)
 
 
 def option_seed(variant: str, options: Iterable[str], what: str = "variant") -> tuple[str, int]:
@@ -357,6 +398,18 @@ def _sweep_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Vari
 
 
 _HELDOUT_NEDS = (vocab.FINETUNE.name, vocab.SCRATCH.name)
+
+
+def _gain_targets(name: str) -> tuple[str, ...]:
+    """The gain table, page and figure of an experiment with a ``data_axis`` (rule data_gain)."""
+    return (
+        f"results/experiments/{name}/gain.md",
+        f"results/experiments/{name}/gain.tsv",
+        f"results/figures/gain_{name}.png",
+        f"results/figures/gain_{name}.svg",
+    )
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -371,17 +424,23 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("model_size", "model size (pretrained, then fine-tuned)", _HELDOUT_NEDS, True, _size_variants),
         Experiment(
             "scaling",
-            "number of pretraining sessions (then fine-tuned)",
-            (vocab.FINETUNE.name,),
+            "number of pretraining sessions (then fine-tuned; over seeds)",
+            _HELDOUT_NEDS,
             True,
             _scaling_variants,
+            summary_on_page=False,
+            data_axis="pretrain_sessions",
+            extra_targets=_gain_targets("scaling"),
         ),
         Experiment(
             "finetune_trials",
-            "fraction of the held-out sessions' training trials",
+            "fraction of the held-out sessions' training trials (over seeds)",
             _HELDOUT_NEDS,
             False,
             _fraction_variants,
+            summary_on_page=False,
+            data_axis="train_fraction",
+            extra_targets=_gain_targets("finetune_trials"),
         ),
         Experiment(
             "peers",

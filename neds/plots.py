@@ -63,6 +63,7 @@ __all__ = [
     "plot_probing",
     "plot_training_curves",
     "plot_experiment",
+    "plot_data_gain",
 ]
 
 
@@ -709,4 +710,59 @@ def plot_experiment(metrics: pd.DataFrame | str | Path, experiment: str) -> Figu
             _strip(ax, df, metric, columns, floor=FLOOR if metric != "choice_acc" and metric != "block_acc" else None)
             ax.tick_params(axis="x", labelsize=7)
         fig.suptitle(f"{EXPERIMENT_TITLES.get(experiment, experiment)}: held-out sessions ({_n_sessions(df)})")
+    return fig
+
+
+def plot_data_gain(table: pd.DataFrame | str | Path, title: str, axis_label: str) -> Figure:
+    """The gain of pretraining as a function of the data: one panel per metric, the fine-tuned
+    and the from-scratch model's mean ± s.d. over seeds at each amount of data (log-scaled
+    axis), and a last panel with each metric's gain in percent of scratch.
+
+    table : the experiment's ``gain.tsv`` (:func:`neds.evaluate.gain.over_seeds`: level, metric,
+        finetuned_mean/_sd, scratch_mean/_sd, gain_percent, seeds)
+    """
+    df = _table(table)
+    metrics = [m for m in SELECTION_METRICS if m in set(df["metric"])]
+    levels = sorted(set(df["level"]))
+    with mpl.rc_context(STYLE):
+        n = len(metrics) + 1
+        fig = Figure(figsize=(3.0 * min(n, 3), 2.8 * -(-n // 3)), layout="constrained")
+        axes = fig.subplots(-(-n // 3), min(n, 3), squeeze=False).ravel()
+        for ax, metric in zip(axes, metrics):
+            g = df[df["metric"] == metric].sort_values("level")
+            for method, column, shift in ((NEDS_SCRATCH, "scratch", 0.97), (NEDS_FINETUNED, "finetuned", 1.03)):
+                label, colour = _method_style(method)
+                ax.errorbar(
+                    g["level"] * shift,  # side by side on the log axis
+                    g[f"{column}_mean"],
+                    yerr=g[f"{column}_sd"].fillna(0.0),
+                    fmt="o-",
+                    markersize=4,
+                    capsize=3,
+                    linewidth=1.2,
+                    color=colour,
+                    label=label,
+                )
+            ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
+        gain_ax = axes[len(metrics)]
+        for metric in metrics:
+            g = df[df["metric"] == metric].sort_values("level")
+            gain_ax.plot(g["level"], g["gain_percent"], "o-", markersize=4, label=metric)
+        gain_ax.axhline(0.0, color="0.4", linewidth=1, linestyle="--", zorder=1)
+        gain_ax.set_title("gain of pretraining (% of scratch)", fontsize=9)
+        gain_ax.legend(fontsize=7)
+        for ax in axes[:n]:
+            ax.set_xscale("log")
+            ax.set_xticks(levels, [f"{x:g}" for x in levels])
+            ax.minorticks_off()
+        for ax in axes[n:]:
+            ax.set_visible(False)
+        axes[0].legend(fontsize=7)
+        seeds = int(df["seeds"].max()) if len(df) else 0
+        fig.supxlabel(axis_label)
+        fig.suptitle(
+            textwrap.fill(
+                f"{title}: test trials, mean ± s.d. over {seeds} seed(s) of the mean over held-out sessions", 90
+            )
+        )
     return fig

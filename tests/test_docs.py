@@ -194,6 +194,7 @@ def test_config_files_in_merge_order_and_existing_tables(results, tmp_path):
     assert config_file_names([own, own], [own], cwd=tmp_path) == ["config/config.yaml"]
     assert config_file_names([own], [], cwd=tmp_path / "elsewhere") == [own.resolve().as_posix()]
     assert experiment_tables(results, existing=True) == [(results / "experiments" / "seeds" / "summary.tsv").as_posix()]
-    # every summary.tsv, best.json (sweep), the comparison pages (peers, loss balances, recipes) and table1.md
-    assert len(experiment_tables(results)) == len(EXPERIMENT_TARGETS) + 4
+    # every summary.tsv, best.json (sweep), the comparison pages (peers, loss balances, recipes), the
+    # gain pages (scaling, finetune_trials) and table1.md
+    assert len(experiment_tables(results)) == len(EXPERIMENT_TARGETS) + 6
     assert (results / "experiments" / "peers" / "comparison.md").as_posix() in experiment_tables(results)

@@ -16,6 +16,7 @@ from neds.experiments import (
     EXPERIMENTS,
     MASKING_VARIANTS,
     SWEEP_BEST,
+    Experiment,
     Variant,
     select_best,
     sweep_configs,
@@ -44,9 +45,14 @@ PLANS = {
     "seeds": (["seed_42", "seed_43", "seed_44"], ("finetune", "scratch"), False),
     "ablation_masking": (["full", "no_cross_modal", "no_cross_no_within"], ("finetune",), True),
     "model_size": (["small", "large"], ("finetune", "scratch"), True),
-    "scaling": (["sessions_1", "sessions_2", "sessions_4"], ("finetune",), True),
+    "scaling": (
+        [f"sessions_{k}_seed_{s}" for k in (1, 2, 4) for s in (42, 43, 44)]
+        + [f"scratch_seed_{s}" for s in (42, 43, 44)],
+        ("finetune", "scratch"),
+        True,
+    ),
     "finetune_trials": (
-        ["fraction_0.125", "fraction_0.25", "fraction_0.5", "fraction_1"],
+        [f"fraction_{f}_seed_{s}" for f in ("0.125", "0.25", "0.5", "1") for s in (42, 43, 44)],
         ("finetune", "scratch"),
         False,
     ),
@@ -123,30 +129,59 @@ def test_model_size_overrides_the_model_of_every_stage(config):
     assert _variants(config, "model_size")["large"].settings(config, "finetune")[0]["hidden"] == 128
 
 
-def test_scaling_pretrains_on_the_first_k_usable_sessions(config):
+def test_scaling_pretrains_on_the_first_k_usable_sessions_per_seed(config):
+    exp = EXPERIMENTS["scaling"]
     variants = _variants(config, "scaling")
-    assert [v.pretrain_sessions for v in variants.values()] == [1, 2, 4]
-    for v in variants.values():
+    tuned = [v for v in variants.values() if v.pretrain_sessions is not None]
+    assert [(v.pretrain_sessions, v.seed) for v in tuned] == [(k, s) for k in (1, 2, 4) for s in (42, 43, 44)]
+    for v in tuned:
+        assert exp.stages_of(v) == ("finetune",)
         for stage in STAGES:
-            assert v.settings(config, stage) == _main(config, stage)
+            assert v.settings(config, stage) == _main(config, stage)[:1] + (
+                {**_main(config, stage)[1], "seed": v.seed},
+            )
+    # the reference: trained from scratch at each seed, pretraining nothing
+    scratch = [v for v in variants.values() if v.pretrain_sessions is None]
+    assert [(v.seed, exp.stages_of(v)) for v in scratch] == [(s, ("scratch",)) for s in (42, 43, 44)]
+    assert exp.data_levels(config, N_USABLE)["scratch_seed_43"] == {"level": None, "seed": 43}
+    assert exp.data_levels(config, N_USABLE)["sessions_2_seed_44"] == {"level": 2, "seed": 44}
     # capped at the usable pretraining sessions, without repeats
-    assert list(_variants(config, "scaling", n_usable=2)) == ["sessions_1", "sessions_2"]
-    assert [v.pretrain_sessions for v in _variants(config, "scaling", n_usable=3).values()] == [1, 2, 3]
+    assert list(_variants(config, "scaling", n_usable=2))[::3] == [
+        "sessions_1_seed_42",
+        "sessions_2_seed_42",
+        "scratch_seed_42",
+    ]
+    levels = [v.pretrain_sessions for v in _variants(config, "scaling", n_usable=3).values()]
+    assert levels == [1, 1, 1, 2, 2, 2, 3, 3, 3, None, None, None]
 
 
 def test_finetune_trials_set_the_train_fraction_of_the_held_out_stages(config):
+    exp = EXPERIMENTS["finetune_trials"]
     variants = _variants(config, "finetune_trials")
-    assert [v.train_fraction for v in variants.values()] == [0.125, 0.25, 0.5, 1.0]
+    assert [(v.train_fraction, v.seed) for v in variants.values()] == [
+        (f, s) for f in (0.125, 0.25, 0.5, 1.0) for s in (42, 43, 44)
+    ]
     for v in variants.values():
+        assert exp.stages_of(v) == ("finetune", "scratch")
         for stage in ("finetune", "scratch"):
             model, training = v.settings(config, stage)
-            assert training == {**_main(config, stage)[1], "train_fraction": v.train_fraction}
-        assert v.settings(config, "pretrain") == _main(config, "pretrain")  # pretraining keeps all its trials
-    assert list(
-        EXPERIMENTS["finetune_trials"].variants(
-            {**config, "experiments": {**config["experiments"], "finetune_fractions": [1.0, 0.5, 0.5]}}, N_USABLE
-        )
-    ) == [Variant("fraction_0.5", train_fraction=0.5), Variant("fraction_1", train_fraction=1.0)]
+            assert training == {**_main(config, stage)[1], "train_fraction": v.train_fraction, "seed": v.seed}
+        pretrain = v.settings(config, "pretrain")  # pretraining keeps all its trials
+        assert pretrain == (_main(config, "pretrain")[0], {**_main(config, "pretrain")[1], "seed": v.seed})
+    assert exp.data_levels(config, N_USABLE)["fraction_0.25_seed_43"] == {"level": 0.25, "seed": 43}
+    one_seed = {**config["experiments"], "finetune_fractions": [1.0, 0.5, 0.5], "seeds": [7]}
+    assert exp.variants({**config, "experiments": one_seed}, N_USABLE) == [
+        Variant("fraction_0.5_seed_7", seed=7, train_fraction=0.5),
+        Variant("fraction_1_seed_7", seed=7, train_fraction=1.0),
+    ]
+
+
+def test_only_the_data_experiments_have_a_data_axis(config):
+    with_axis = {name for name, e in EXPERIMENTS.items() if e.data_axis}
+    assert with_axis == {"scaling", "finetune_trials"}
+    assert EXPERIMENTS["seeds"].data_levels(config, N_USABLE) == {}
+    with pytest.raises(ValueError, match="data_axis"):
+        Experiment("x", "x", ("finetune",), False, lambda c, n: [], data_axis="epochs")
 
 
 def test_sweep_trials_and_best(config, tmp_path):

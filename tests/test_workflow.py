@@ -194,8 +194,8 @@ def test_experiment_targets(run):
         "seeds": {"seed_42", "seed_43"},
         "ablation_masking": {"full", "no_cross_modal", "no_cross_no_within"},
         "model_size": {"small", "large"},
-        "scaling": {"sessions_1", "sessions_2"},  # [1, 2, 4] capped at the 2 usable pretraining sessions
-        "finetune_trials": {"fraction_0.5", "fraction_1"},
+        "scaling": {"sessions_1_seed_42", "sessions_1_seed_43", "scratch_seed_42", "scratch_seed_43"},
+        "finetune_trials": {f"fraction_{f}_seed_{s}" for f in ("0.5", "1") for s in (42, 43)},
         "peers": {"seed_42", "seed_43"},
         "sweep": {"trial_00", "trial_01", "best"},
     }
@@ -222,19 +222,28 @@ def test_experiment_targets(run):
     assert best["variant"] == mean_score.idxmax()
     ckpt = torch.load(exp / "sweep" / "best" / "scratch" / trials["eid"].iloc[0] / "model.pt", weights_only=False)
     assert ckpt["model_config"]["hidden"] == best["settings"]["model"]["hidden"]
-    # scaling pretrains on the first k usable pretraining sessions
-    for k in (1, 2):
-        pre = torch.load(exp / "scaling" / f"sessions_{k}" / "pretrain" / "model.pt", weights_only=False)
-        assert len(pre["vocab"]["eids"]) == k
+    # scaling pretrains on the first k usable pretraining sessions (k = 1 of 2), per seed; its
+    # reference, trained from scratch, pretrains nothing
+    pre = torch.load(exp / "scaling" / "sessions_1_seed_43" / "pretrain" / "model.pt", weights_only=False)
+    assert len(pre["vocab"]["eids"]) == 1 and pre["train_config"]["seed"] == 43
+    assert not (exp / "scaling" / "scratch_seed_42" / "pretrain").exists()
     # finetune_trials trains on the nested fraction of the held-out session's training trials
     for stage in ("finetune", "scratch"):
         n = {
-            v: json.loads(next((exp / "finetune_trials" / v / stage).glob("*/summary.json")).read_text())[
-                "n_train_trials"
-            ]
-            for v in ("fraction_0.5", "fraction_1")
+            f: json.loads(
+                next((exp / "finetune_trials" / f"fraction_{f}_seed_42" / stage).glob("*/summary.json")).read_text()
+            )["n_train_trials"]
+            for f in ("0.5", "1")
         }
-        assert n["fraction_0.5"] == round(0.5 * n["fraction_1"])
+        assert n["0.5"] == round(0.5 * n["1"])
+    # the gain of pretraining by amount of data: every level, metric and seed
+    for name, levels in (("scaling", {1}), ("finetune_trials", {0.5, 1.0})):
+        gain = pd.read_csv(exp / name / "gain.tsv", sep="\t")
+        assert set(gain["level"]) == levels and (gain["seeds"] == 2).all()
+        assert set(gain["metric"]) >= {"bps_unit_mean", "choice_acc", "block_acc", "wheel_r2"}
+        assert np.allclose(gain["gain_mean"], gain["finetuned_mean"] - gain["scratch_mean"])
+        assert "Gain of pretraining" in (exp / name / "gain.md").read_text()
+        assert (run / "results" / "figures" / f"gain_{name}.png").stat().st_size > 0
     _check_peers(run)
     table1 = pd.read_csv(exp / "table1.tsv", sep="\t")
     assert set(table1["encoding_from"]) == {"all behaviours", "wheel", "whisker", "choice", "block"}

@@ -6,7 +6,7 @@ from neds.config import model_settings as neds_model_settings
 from neds.config import train_settings as neds_train_settings
 from neds import vocab
 from neds.vocab import HELDOUT_ROLE, HELDOUT_STAGES, PRETRAIN_ROLE, PROBE_TARGETS, STAGES
-from neds.experiments import EXPERIMENTS
+from neds.experiments import DATA_AXES, EXPERIMENTS
 from neds.stages import usable_eids
 
 validate_config(config)  # the package's schema and validator, as on the command line: fills in every default

@@ -258,6 +258,42 @@ rule recipe_comparison:
         "../scripts/recipe_comparison.py"
 
 
+# The gain of pretraining at each amount of data (snakemake scaling | finetune_trials): each
+# fine-tuned model against the model trained from scratch at the same seed, over seeds.
+rule data_gain:
+    input:
+        metrics=f"{EXP_DIR}/{{experiment}}/metrics.tsv",
+        sessions="results/binned/sessions.tsv",  # the usable pretraining sessions cap the scaling sizes
+    output:
+        table=f"{EXP_DIR}/{{experiment}}/gain.tsv",
+        markdown=report(f"{EXP_DIR}/{{experiment}}/gain.md", caption="../report/gain.rst", category="Experiments"),
+        png=report(
+            "results/figures/gain_{experiment}.png",
+            caption="../report/gain.rst",
+            category="Experiments",
+            labels={"figure": "{experiment}: gain of pretraining"},
+        ),
+        svg="results/figures/gain_{experiment}.svg",
+    log:
+        "logs/experiments/{experiment}/gain.log",
+    wildcard_constraints:
+        experiment="|".join(e.name for e in EXPERIMENTS.values() if e.data_axis),
+    localrule: True
+    conda:
+        "../envs/neds.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        variants=lambda wc: EXPERIMENTS[wc.experiment].data_levels(config, n_usable_pretrain()),
+        split=lambda wc: EXPERIMENTS[wc.experiment].split,
+        title=lambda wc: EXPERIMENTS[wc.experiment].title,
+        axis_label=lambda wc: DATA_AXES[EXPERIMENTS[wc.experiment].data_axis],
+    script:
+        "../scripts/data_gain.py"
+
+
 use rule plot_training_curves as plot_training_curves_peers with:
     input:
         unpack(peers_histories),
