@@ -709,7 +709,8 @@ def plot_experiment(metrics: pd.DataFrame | str | Path, experiment: str) -> Figu
         for ax, metric in zip(axes, metrics_present):
             _strip(ax, df, metric, columns, floor=FLOOR if metric != "choice_acc" and metric != "block_acc" else None)
             ax.tick_params(axis="x", labelsize=7)
-        fig.suptitle(f"{EXPERIMENT_TITLES.get(experiment, experiment)}: held-out sessions ({_n_sessions(df)})")
+        title = f"{EXPERIMENT_TITLES.get(experiment, experiment)}: held-out sessions ({_n_sessions(df)})"
+        fig.suptitle(textwrap.fill(title, max(40, int(11 * fig.get_figwidth()))))
     return fig
 
 
