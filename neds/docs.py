@@ -1,4 +1,5 @@
-"""The generated results page, ``docs/results.md``: rendered from the tables a finished run wrote.
+"""The generated results page, ``docs/results.md`` (or the configuration's ``docs.page``): rendered
+from the tables a finished run wrote.
 
 Nothing on that page is typed by hand. :func:`render_results_page` reads a results folder (the
 default run's ``summary.md`` and ``tables/*.tsv``, the probing results ``probing/*/probe.json``,
@@ -24,6 +25,7 @@ import math
 import os
 import subprocess
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,9 @@ __all__ = [
 ]
 
 PAGE = "docs/results.md"
-"""Where the workflow writes the page, relative to the repository root."""
+"""Where the workflow writes the page by default (``docs.page``), relative to the repository root."""
+DEFAULT_CONFIG = "config/config.yaml"
+"""The workflow's own configuration file (its ``configfile:``)."""
 
 EXPERIMENT_TARGETS = (*EXPERIMENTS, "table1")
 """The experiment targets whose tables the page shows when they have been built."""
@@ -92,7 +96,26 @@ _PROBE_TARGETS = (
     (PRETRAIN.name, "pretraining sessions (pretrained model)"),
     (FINETUNE.name, "held-out sessions (fine-tuned models)"),
 )
-_RUN_DEFAULT = "snakemake --cores 2"
+
+
+@dataclass(frozen=True)
+class _Commands:
+    """The commands the page names (to build what is missing), for a run of ``config_files``: the
+    workflow's own ``config/config.yaml`` alone needs no ``--configfile``; any other list is
+    passed whole, in merge order."""
+
+    config_files: tuple[str, ...] = ()
+
+    def _args(self) -> str:
+        if not self.config_files or list(self.config_files) == [DEFAULT_CONFIG]:
+            return ""
+        return " --configfile " + " ".join(self.config_files)
+
+    def run(self, target: str = "") -> str:
+        return f"snakemake{' ' + target if target else ''} --cores 2{self._args()}"
+
+    def docs(self) -> str:
+        return f"snakemake docs --cores 1{self._args()}"
 
 
 # ------------------------------------------------------------------------------------ the stamp
@@ -238,7 +261,7 @@ def _sessions(results: Path) -> list[str]:
     return [f"Sessions: {', '.join(parts)}; reasons for any unusable one are in `results/binned/sessions.tsv`.", ""]
 
 
-def _default_run(results: Path, missing: list[str]) -> list[str]:
+def _default_run(results: Path, missing: list[str], cmd: _Commands) -> list[str]:
     """The main run's tables: the headline metrics, every other metric, the pretraining gain.
     From ``tables/summary.tsv`` and ``tables/pretraining_gain.tsv``; ``summary.md`` (the same
     headline table) stands in where the TSV files are missing."""
@@ -284,9 +307,9 @@ def _default_run(results: Path, missing: list[str]) -> list[str]:
     elif summary_md.exists():
         out += _demote(summary_md.read_text()) + [""]
     if not summary_tsv.exists():
-        missing.append(f"`results/tables/summary.tsv` (the main run): `{_RUN_DEFAULT}`")
+        missing.append(f"`results/tables/summary.tsv` (the main run): `{cmd.run()}`")
         if not summary_md.exists():
-            out += [f"Not built yet: run `{_RUN_DEFAULT}`, then `snakemake docs --cores 1`.", ""]
+            out += [f"Not built yet: run `{cmd.run()}`, then `{cmd.docs()}`.", ""]
     gain_tsv = results / "tables" / "pretraining_gain.tsv"
     if gain_tsv.exists():
         rows = _read_tsv(gain_tsv)
@@ -314,7 +337,7 @@ def _default_run(results: Path, missing: list[str]) -> list[str]:
             )
             out.append("")
     else:
-        missing.append(f"`results/tables/pretraining_gain.tsv` (the main run): `{_RUN_DEFAULT}`")
+        missing.append(f"`results/tables/pretraining_gain.tsv` (the main run): `{cmd.run()}`")
     return out
 
 
@@ -323,7 +346,7 @@ def _ordered(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return sorted(rows, key=lambda r: order.get(r.get("method", ""), len(order)))
 
 
-def _probing(results: Path, missing: list[str]) -> list[str]:
+def _probing(results: Path, missing: list[str], cmd: _Commands) -> list[str]:
     out = [
         "## Brain-region probing",
         "",
@@ -335,7 +358,7 @@ def _probing(results: Path, missing: list[str]) -> list[str]:
     for target, label in _PROBE_TARGETS:
         path = results / "probing" / target / "probe.json"
         if not path.exists():
-            missing.append(f"`results/probing/{target}/probe.json` (the main run): `{_RUN_DEFAULT}`")
+            missing.append(f"`results/probing/{target}/probe.json` (the main run): `{cmd.run()}`")
             continue
         probe = json.loads(path.read_text())
         res = probe.get("results") or {}
@@ -367,9 +390,16 @@ def _probing(results: Path, missing: list[str]) -> list[str]:
     return out
 
 
+def _experiment_figures(name: str) -> list[str]:
+    """The PNG figures an experiment writes: ``experiment_<name>.png`` and those among its extra targets."""
+    extra = [Path(t).name for t in EXPERIMENTS[name].extra_targets if t.endswith(".png")] if name in EXPERIMENTS else []
+    return [f"experiment_{name}.png", *extra]
+
+
 def _figures(results: Path, link: str) -> list[str]:
     figures = sorted(p.name for p in (results / "figures").glob("*.png")) if (results / "figures").is_dir() else []
-    main = [f for f in figures if not f.startswith("experiment_")]
+    theirs = {f for name in EXPERIMENTS for f in _experiment_figures(name)}
+    main = [f for f in figures if f not in theirs and not f.startswith("experiment_")]
     out = [
         "## Figures",
         "",
@@ -381,10 +411,10 @@ def _figures(results: Path, link: str) -> list[str]:
     return out + [""]
 
 
-def _experiment(results: Path, name: str, link: str, missing: list[str]) -> list[str]:
+def _experiment(results: Path, name: str, link: str, missing: list[str], cmd: _Commands) -> list[str]:
     info = EXPERIMENTS.get(name) if isinstance(EXPERIMENTS, dict) else None
     out = [f"### `{name}`", "", (_WHAT.get(name) or getattr(info, "title", name)) + ".", ""]
-    run = f"`snakemake {name} --cores 2`, then `snakemake docs --cores 1`"
+    run = f"`{cmd.run(name)}`, then `{cmd.docs()}`"
     if name == "table1":
         path = results / "experiments" / "table1.md"
         if not path.exists():
@@ -396,10 +426,10 @@ def _experiment(results: Path, name: str, link: str, missing: list[str]) -> list
         missing.append(f"`{name}`: {run}")
         return out + [f"Not run yet: {run}.", ""]
     rows = _read_tsv(path)
+    figures = ", ".join(f"[{f}]({link}/figures/{f})" for f in _experiment_figures(name))
     if info is not None and not info.summary_on_page:
         out += [
-            f"Every variant's scores: [summary.tsv]({link}/experiments/{name}/summary.tsv); figure: "
-            f"[experiment_{name}.png]({link}/figures/experiment_{name}.png).",
+            f"Every variant's scores: [summary.tsv]({link}/experiments/{name}/summary.tsv); figures: {figures}.",
             "",
         ]
         return out + _pages(results, name, run, missing)
@@ -433,7 +463,7 @@ def _experiment(results: Path, name: str, link: str, missing: list[str]) -> list
             f"`{json.dumps(chosen.get('settings'), sort_keys=True)}`.",
             "",
         ]
-    out += [f"Figure: [experiment_{name}.png]({link}/figures/experiment_{name}.png)", ""]
+    out += [f"Figures: {figures}", ""]
     return out + _pages(results, name, run, missing)
 
 
@@ -460,6 +490,7 @@ def render_results_page(
     repo_dir: str | Path = ".",
     date: dt.datetime | None = None,
     results_link: str = "../results",
+    page: str | Path = PAGE,
 ) -> str:
     """The Markdown of the results page.
 
@@ -472,21 +503,24 @@ def render_results_page(
     commit : the stamp's commit; default :func:`git_stamp` of ``repo_dir``
     date : the stamp's time (default: now, UTC)
     results_link : the results folder as a link from the page (``docs/`` -> ``../results``)
+    page : where the page is written, relative to ``repo_dir`` (a change to it does not mark the
+        stamped commit modified)
 
     Missing tables are not an error: the page says which are missing and the command that makes them.
     """
     results = Path(results_dir)
     if config_digest is None:
         config_digest = config_hash(config if config is not None else resolve_config(config_files))
-    commit = commit if commit is not None else git_stamp(repo_dir)
+    commit = commit if commit is not None else git_stamp(repo_dir, ignore=(PAGE, page))
+    cmd = _Commands(tuple(Path(f).as_posix() for f in config_files))
     date = date or dt.datetime.now(dt.timezone.utc)
     files = ", ".join(f"`{Path(f).as_posix()}`" for f in config_files) or "none (schema defaults)"
     missing: list[str] = []
 
     body = (
         _sessions(results)
-        + _default_run(results, missing)
-        + _probing(results, missing)
+        + _default_run(results, missing, cmd)
+        + _probing(results, missing, cmd)
         + _figures(results, results_link)
     )
     body += [
@@ -497,7 +531,7 @@ def render_results_page(
         "",
     ]
     for name in EXPERIMENT_TARGETS:
-        body += _experiment(results, name, results_link, missing)
+        body += _experiment(results, name, results_link, missing, cmd)
 
     head = [
         "# Results",
@@ -518,7 +552,7 @@ def render_results_page(
 def write_results_page(out: str | Path = PAGE, results_dir: str | Path = "results", **kwargs: Any) -> Path:
     """Render the page (:func:`render_results_page`) and write it to ``out`` atomically."""
     out = Path(out)
-    text = render_results_page(results_dir, **kwargs)
+    text = render_results_page(results_dir, **{"page": out.as_posix(), **kwargs})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text)

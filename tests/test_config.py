@@ -125,6 +125,7 @@ def test_larger_simulation_is_other_animals():
     assert not (set(pretrain) | set(heldout)) & set(sum(session_lists(default), []))
     for section in ("model", "training", "binning", "experiments"):
         assert larger[section] == default[section], section
+    assert larger["docs"]["page"] == "docs/results_larger_simulation.md" != default["docs"]["page"]
 
 
 def test_require_all_usable_names_each_unusable_session(tmp_path):

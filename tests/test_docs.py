@@ -139,6 +139,29 @@ def test_missing_parts_are_reported_with_their_command(results):
     assert "`results/tables/summary.tsv` (the main run)" in empty and "- none yet" in empty
 
 
+def test_another_configuration_names_its_files_in_every_command(results):
+    files = ["config/config.yaml", "config/larger_simulation.yaml"]
+    page = render_results_page(results, files, config_digest="0" * 12, commit="x", date=DATE)
+    head = page.split("## ")[0]
+    args = "--configfile config/config.yaml config/larger_simulation.yaml"
+    assert f"- `scaling`: `snakemake scaling --cores 2 {args}`, then `snakemake docs --cores 1 {args}`" in head
+    assert f"`results/probing/finetune/probe.json` (the main run): `snakemake --cores 2 {args}`" in head
+    assert "--cores 2`" not in head  # no command without the files
+
+
+def test_an_experiments_figures_are_listed_with_it(results):
+    for name in ("gain_scaling.png", "experiment_scaling.png", "peers_decoding.png"):
+        (results / "figures" / name).write_bytes(b"")
+    _tsv(results / "experiments" / "scaling" / "summary.tsv", ["variant", "method", "n_sessions"], [["x", "y", 1]])
+    page = render_results_page(results, [], config_digest="0" * 12, commit="x", date=DATE)
+    figures = page.split("## Figures")[1].split("## ")[0]
+    assert "methods_encoding.png" in figures and "gain_scaling" not in figures and "peers_decoding" not in figures
+    scaling = page.split("### `scaling`")[1].split("### ")[0]
+    assert "[gain_scaling.png](../results/figures/gain_scaling.png)" in scaling
+    assert "[experiment_scaling.png](../results/figures/experiment_scaling.png)" in scaling
+    assert "`results/experiments/scaling/gain.md`: `snakemake scaling --cores 2`" in page.split("## ")[0]
+
+
 def _git(repo, *args):
     subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True, capture_output=True
@@ -162,6 +185,14 @@ def test_git_stamp(tmp_path):
     assert git_stamp(tmp_path) == short
     (tmp_path / "a.txt").write_text("2\n")
     assert git_stamp(tmp_path) == f"{short} (modified)"
+    _git(tmp_path, "commit", "-q", "-am", "y")
+    short = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
+    (tmp_path / "docs" / "results_other.md").write_text("x\n")
+    _git(tmp_path, "add", "docs/results_other.md")
+    assert git_stamp(tmp_path) == f"{short} (modified)"  # another page is not ignored by default
+    assert git_stamp(tmp_path, ignore=("docs/results_other.md",)) == short
 
 
 def test_resolved_config_and_command_line(results, tmp_path):

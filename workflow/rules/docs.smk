@@ -1,11 +1,10 @@
-# The results page, docs/results.md (neds/docs.py): rendered from the main run's tables, probing
+# The results page, docs.page (docs/results.md by default; neds/docs.py): rendered from the main run's tables, probing
 # results and figures, and from every experiment table already built, stamped with the commit,
 # the date and the configuration (its files and a hash of the resolved config). `snakemake docs`
 # builds the main run first if needed; it never runs an experiment: run those first (e.g.
 # `snakemake experiments`), then `snakemake docs`, which picks up what they wrote.
 import shlex
 
-from neds.docs import PAGE as DOCS_PAGE
 from neds.docs import config_file_names, config_hash, experiment_tables
 
 
@@ -19,7 +18,7 @@ rule docs:
         # optional: the experiment tables already built (never built here; a newer one reruns the page)
         experiments=lambda wc: experiment_tables("results", existing=True),
     output:
-        page=DOCS_PAGE,
+        page=config["docs"]["page"],
     log:
         "logs/docs.log",
     benchmark:
