@@ -466,13 +466,19 @@ def test_experiment_training_jobs_are_submitted_like_their_main_rules(tmp_path):
     for name in ("sbatch", "sacct", "squeue", "sinfo", "sacctmgr", "sshare", "scontrol"):
         (bin_dir / name).symlink_to(ROOT / "tests" / "fake_slurm" / "fake_slurm.py")
     log = tmp_path / "sbatch.jsonl"
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_LOG": str(log)}
     eid = heldout[0]
     targets = {
         "pretrain_model": "results/models/pretrain/summary.json",
         "exp_pretrain": "results/experiments/model_size/small/pretrain/summary.json",
         "train_model": f"results/models/scratch/{eid}/summary.json",
         "exp_train": f"results/experiments/seeds/seed_42/scratch/{eid}/summary.json",
+    }
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_SLURM_LOG": str(log),
+        "FAKE_SLURM_EXPECT": str(len(targets)),  # every job submitted before the first reported failure
+        "FAKE_SLURM_PATIENCE": "600",
     }
     proc = snakemake(
         work,
