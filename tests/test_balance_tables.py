@@ -72,6 +72,10 @@ def test_report_and_targets_on_test_trials():
     assert goals.loc[("null", "bps_unit_mean", UNIMODAL_ENCODING), "difference"] == pytest.approx(0.50 - 0.55)
     assert not goals.loc[("null", "wheel_r2", LINEAR), "met"]  # 0.50 < 0.52
     assert goals.loc[("weights", "bps_unit_mean", UNIMODAL_ENCODING), "met"]  # 0.40 >= 0.20
+    # the gain of pretraining on every metric: null fine-tuned 0.50 against its scratch 0.30
+    gains = goals.xs(NEDS_SCRATCH, level="reference")
+    assert len(gains) == 2 * len(SELECTION_METRICS) and gains["met"].all()
+    assert gains.loc[("null", "block_acc"), "difference"] == pytest.approx(0.20)
     pretrain = {"weights_seed_42": 0.3, "null_seed_42": 0.3}
     page = balance_markdown(selection(per_seed(_metrics()), pretrain), table, targets(table))
     assert "Chosen: `null` (mean validation score 0.433)" in page

@@ -14,8 +14,9 @@ the validation and the test trials.
 * The **report** reads test trials: each method's metrics, per seed the mean over the held-out
   sessions, then their mean and standard deviation over seeds.
 * The **targets** compare, per balance, the fine-tuned multimodal model with the decoding-only
-  model (each decoding metric), the encoding-only model (bits per spike) and the main run's
-  linear decoder (each decoding metric), on the test trials.
+  model (each decoding metric), the encoding-only model (bits per spike), the main run's
+  linear decoder (each decoding metric) and the model trained from scratch with the same balance
+  (every metric: the gain of pretraining), on the test trials.
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ TARGETS = (
     *((m, UNIMODAL_DECODING) for m in DECODING_TARGETS),
     ("bps_unit_mean", UNIMODAL_ENCODING),
     *((m, LINEAR) for m in DECODING_TARGETS),
+    *((m, NEDS_SCRATCH) for m in SELECTION_METRICS),
 )
-"""(metric, the method the fine-tuned multimodal model should be at or above)."""
+"""(metric, the method the fine-tuned multimodal model should be at or above): the unimodal
+models, the linear decoder, and the same model trained from scratch (a non-negative gain of
+pretraining on every metric)."""
 PRETRAIN_COLUMN = "pretrain_val_score"
 
 
