@@ -371,6 +371,26 @@ def test_bwb_export_is_scored_by_the_benchmark_scorer(run, tmp_path):
     assert scores["ts3-unit_cosmos", "macro/f1-score"] == pytest.approx(macro_f1)
 
 
+def _fake_slurm(tmp_path: Path, expect: int) -> tuple[dict, Path]:
+    """The environment in which the SLURM commands are the stand-ins of tests/fake_slurm, and the
+    log where sbatch records its calls. Their sacct fails every job once ``expect`` jobs are
+    submitted (or after 600 s, however loaded the machine), so no job fails before every job that
+    is ready has reached sbatch, however the run is scheduled."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "sacct", "squeue", "sinfo", "sacctmgr", "sshare", "scontrol"):
+        (bin_dir / name).symlink_to(ROOT / "tests" / "fake_slurm" / "fake_slurm.py")
+    log = tmp_path / "sbatch.jsonl"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_SLURM_LOG": str(log),
+        "FAKE_SLURM_EXPECT": str(expect),
+        "FAKE_SLURM_PATIENCE": "600",
+    }
+    return env, log
+
+
 @pytest.mark.slow
 def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
     """The SLURM profile through snakemake-executor-plugin-slurm, with stand-in SLURM commands:
@@ -379,20 +399,9 @@ def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(run, work, symlinks=True)
     (work / "config" / "gpus.yaml").write_text("training: {pretrain_gpus: 2, gpus: 1}\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("sbatch", "sacct", "squeue", "sinfo", "sacctmgr", "sshare", "scontrol"):
-        (bin_dir / name).symlink_to(ROOT / "tests" / "fake_slurm" / "fake_slurm.py")
-    log = tmp_path / "sbatch.jsonl"
     # the jobs ready at once: pretraining and every held-out stage but fine-tuning (it waits for pretraining)
     n_ready = len([s for s in vocab.HELDOUT_STAGES if not vocab.stage(s).from_pretrained])
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "FAKE_SLURM_LOG": str(log),
-        "FAKE_SLURM_EXPECT": str(1 + n_ready),  # no job fails before all are submitted, however scheduled
-        "FAKE_SLURM_PATIENCE": "600",  # however loaded the machine (the submissions took over 120 s on a busy one)
-    }
+    env, log = _fake_slurm(tmp_path, expect=1 + n_ready)
     proc = snakemake(
         work,
         "--profile",
@@ -461,11 +470,6 @@ def test_experiment_training_jobs_are_submitted_like_their_main_rules(tmp_path):
     for eid in pretrain + heldout:
         (binned / f"{eid}.zarr").mkdir(parents=True)
     (binned / "sessions.tsv").write_text("")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("sbatch", "sacct", "squeue", "sinfo", "sacctmgr", "sshare", "scontrol"):
-        (bin_dir / name).symlink_to(ROOT / "tests" / "fake_slurm" / "fake_slurm.py")
-    log = tmp_path / "sbatch.jsonl"
     eid = heldout[0]
     targets = {
         "pretrain_model": "results/models/pretrain/summary.json",
@@ -473,13 +477,7 @@ def test_experiment_training_jobs_are_submitted_like_their_main_rules(tmp_path):
         "train_model": f"results/models/scratch/{eid}/summary.json",
         "exp_train": f"results/experiments/seeds/seed_42/scratch/{eid}/summary.json",
     }
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "FAKE_SLURM_LOG": str(log),
-        "FAKE_SLURM_EXPECT": str(len(targets)),  # every job submitted before the first reported failure
-        "FAKE_SLURM_PATIENCE": "600",
-    }
+    env, log = _fake_slurm(tmp_path, expect=len(targets))
     proc = snakemake(
         work,
         *targets.values(),
@@ -504,7 +502,9 @@ def test_experiment_training_jobs_are_submitted_like_their_main_rules(tmp_path):
         submitted[rule] = {
             k: (m.group(1) if (m := re.search(p, options)) else None) for k, p in SBATCH_RESOURCES.items()
         }
-    assert set(submitted) == set(targets), proc.stdout[-3000:] + proc.stderr[-3000:]
+    missing = set(targets) - set(submitted)
+    about = [line for line in proc.stderr.splitlines() if any(rule in line for rule in missing)]
+    assert not missing and set(submitted) == set(targets), (sorted(submitted), "\n".join(about[:40]))
     assert submitted["pretrain_model"] == {
         "partition": "gpu",
         "runtime": "2880",

@@ -7,6 +7,7 @@ With $FAKE_SLURM_EXPECT set to N, sacct reports the jobs as PENDING until N jobs
 submitted (or $FAKE_SLURM_PATIENCE seconds, default 120, have passed since the first), so every
 job that is ready is submitted before the first failure ends the run, however the run is scheduled."""
 
+import fcntl
 import json
 import os
 import sys
@@ -16,9 +17,14 @@ name = os.path.basename(sys.argv[0])
 log = os.environ["FAKE_SLURM_LOG"]
 if name == "sbatch":
     stdin = "" if sys.stdin.isatty() else sys.stdin.read()
-    with open(log, "a") as f:
+    # the executor submits from several threads at once: appending and numbering under one lock
+    # gives every job its own id
+    with open(log, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
         f.write(json.dumps({"args": sys.argv[1:], "stdin": stdin, "time": time.time()}) + "\n")
-    n = sum(1 for _ in open(log))
+        f.flush()
+        f.seek(0)
+        n = sum(1 for _ in f)
     print(f"{1000 + n}")
 elif name == "sacct":
     calls = [json.loads(line) for line in open(log)] if os.path.exists(log) else []
