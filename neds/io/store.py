@@ -84,11 +84,13 @@ def as_str(values) -> np.ndarray:
 
 
 def open_zarr(path: str | Path) -> xr.Dataset:
-    """Open a Zarr store lazily. Snakemake leaves a ``.snakemake_timestamp`` file inside directory
-    outputs; zarr warns about it, and the warning is silenced here."""
+    """Open a Zarr store lazily: without dask (``chunks=None``), each variable is read when it is
+    indexed or loaded, and no process pays for loading xarray's chunk managers. Snakemake leaves
+    a ``.snakemake_timestamp`` file inside directory outputs; zarr warns about it, and the
+    warning is silenced here."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*snakemake_timestamp.*")
-        return xr.open_zarr(path, consolidated=False)
+        return xr.open_zarr(path, consolidated=False, chunks=None)
 
 
 FINGERPRINT_ALGORITHM = "sha256"
