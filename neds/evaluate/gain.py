@@ -104,8 +104,7 @@ def over_seeds(seeds: pd.DataFrame) -> pd.DataFrame:
     for (level, metric), g in seeds.groupby(["level", "metric"], sort=False):
         row = {"level": level, "metric": metric, "seeds": int(len(g)), "sessions": int(g["sessions"].min())}
         for x in ("finetuned", "scratch", "gain"):
-            row[f"{x}_mean"] = float(g[x].mean())
-            row[f"{x}_sd"] = float(g[x].std(ddof=1)) if len(g) > 1 else np.nan
+            row.update(options.mean_sd(g[x], x))
         ref = abs(row["scratch_mean"])
         row["gain_percent"] = 100 * row["gain_mean"] / ref if ref > 0 else np.nan
         row["gain_positive_seeds"] = int((g["gain"] > 0).sum())

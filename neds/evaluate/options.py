@@ -13,7 +13,7 @@ import pandas as pd
 from neds.experiments import option_seed
 from neds.vocab import SELECTION_METRICS
 
-__all__ = ["tagged", "per_seed", "over_seeds", "cell"]
+__all__ = ["tagged", "per_seed", "over_seeds", "mean_sd", "cell"]
 
 
 def tagged(metrics: pd.DataFrame, options: Iterable[str], key: str) -> pd.DataFrame:
@@ -48,10 +48,18 @@ def over_seeds(seeds: pd.DataFrame, key: str, split: str = "test") -> pd.DataFra
     for (option, method), g in test.groupby([key, "method"], sort=False):
         row = {key: option, "method": method, "seeds": int(g["seed"].nunique())}
         for c in cols:
-            row[f"{c}_mean"] = float(g[c].mean())
-            row[f"{c}_sd"] = float(g[c].std(ddof=1)) if len(g) > 1 else np.nan
+            row.update(mean_sd(g[c], c))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def mean_sd(values: pd.Series, name: str) -> dict[str, float]:
+    """``{<name>_mean, <name>_sd}`` of ``values`` (one per seed): the mean and the sample standard
+    deviation, NaN for a single value."""
+    return {
+        f"{name}_mean": float(values.mean()),
+        f"{name}_sd": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
+    }
 
 
 def cell(mean: float, sd: float = np.nan) -> str:
