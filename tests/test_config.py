@@ -32,6 +32,18 @@ def test_default_config_validates_and_gets_defaults():
     assert cfg["data"]["one"]["max_retries"] == 5
 
 
+def test_default_config_sets_no_per_modality_weight():
+    """The default run balances the modalities without a hand-set weight: a balance that needs
+    none, in config.yaml and in the schema (so an overlay cannot fall back to 'weights')."""
+    raw = default_config()["training"]
+    assert "loss_weights" not in raw and not any("loss_weights" in v for v in raw.values() if isinstance(v, dict))
+    cfg = validate_config(default_config())
+    for stage in ("pretrain", "finetune", "scratch", "encoding", "decoding"):
+        assert train_settings(cfg, stage)["loss"] == "uncertainty"
+    schema = yaml.safe_load((ROOT / "neds" / "schema" / "config.schema.yaml").read_text())
+    assert schema["properties"]["training"]["properties"]["loss"]["default"] == "uncertainty"
+
+
 def test_paper_config_validates():
     cfg = validate_config(yaml.safe_load((ROOT / "config" / "ibl_repeated_site.yaml").read_text()))
     pretrain, heldout = session_lists(cfg, base_dir=ROOT)
