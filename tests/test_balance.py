@@ -126,15 +126,19 @@ def test_uncertainty_balance_learns_one_weight_per_modality_and_skips_unmasked_o
     balance = LossBalance("uncertainty", nulls=nulls)
     assert [n for n, _ in balance.named_parameters()] == ["log_var"]
     one = torch.ones(2)
+    choice_out = torch.zeros(2, requires_grad=True)  # the choice head's output, its token masked nowhere
     terms = {
         "spikes": LossTerm(one * 0.5, torch.zeros(2), one, one),
-        "choice": LossTerm(torch.zeros(2), torch.zeros(2), torch.zeros(2), torch.zeros(2)),  # nothing masked
+        "choice": LossTerm(choice_out * 0, torch.zeros(2), torch.zeros(2), torch.zeros(2)),  # nothing masked
     }
     total, parts = balance(terms, torch.zeros(2, dtype=torch.long))
     assert total.item() == pytest.approx(0.5)  # exp(0) * 0.5 + 0, and nothing from choice
     total.backward()
     grad = balance.log_var.grad
     assert grad[0].item() == pytest.approx(1 - 0.5) and grad[3].item() == 0.0  # choice's s_m is left alone
+    # ... but its output stays in the graph with a zero gradient: every rank of a data-parallel
+    # run reduces the same parameters' gradients, whatever its share of the batch masked
+    assert choice_out.grad is not None and not choice_out.grad.any()
     assert balance.modality_weights() == {m: 1.0 for m in MODALITIES}
 
 

@@ -216,8 +216,11 @@ class LossBalance(nn.Module):
                 objective.append(term.total.sum() / term.elements.sum().clamp(min=1))
             elif self.kind == "null":
                 objective.append(vs_null[name])
-            elif bool(scored > 0):  # uncertainty; a modality with nothing masked must not pull its s_m down
-                objective.append(torch.exp(-self.log_var[m]) * vs_null[name] + self.log_var[m])
+            else:  # uncertainty
+                weighted = torch.exp(-self.log_var[m]) * vs_null[name]
+                # a modality with nothing masked adds a zero that keeps its outputs in the graph (every
+                # rank of a data-parallel run reduces the same gradients), and must not pull its s_m down
+                objective.append(weighted + self.log_var[m] if bool(scored > 0) else weighted)
         total = torch.stack(objective).sum() if objective else torch.zeros(())
         parts.update({f"{k}{VS_NULL}": v for k, v in vs_null.items()})
         return total, parts
