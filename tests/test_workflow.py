@@ -391,6 +391,17 @@ def _fake_slurm(tmp_path: Path, expect: int) -> tuple[dict, Path]:
     return env, log
 
 
+def _sbatch_calls(log: Path) -> list[tuple[str, list[str]]]:
+    """(rule, sbatch arguments) of each call the stand-in sbatch recorded in ``log``; the
+    executor names the rule in the job's ``--comment`` (rule_<name>[_wildcards_...])."""
+    calls = []
+    for line in log.read_text().splitlines():
+        args = json.loads(line)["args"]
+        comment = args[args.index("--comment") + 1]
+        calls.append((comment.split("_wildcards")[0].removeprefix("rule_"), args))
+    return calls
+
+
 @pytest.mark.slow
 def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
     """The SLURM profile through snakemake-executor-plugin-slurm, with stand-in SLURM commands:
@@ -424,11 +435,9 @@ def test_slurm_profile_becomes_the_expected_sbatch_options(run, tmp_path):
         env=env,
     )
     assert proc.returncode != 0  # the stand-in sacct fails every job
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
     by_rule = {}
-    for call in calls:
-        comment = call["args"][call["args"].index("--comment") + 1]
-        by_rule.setdefault(comment.split("_wildcards")[0].removeprefix("rule_"), []).append(" ".join(call["args"]))
+    for rule, args in _sbatch_calls(log):
+        by_rule.setdefault(rule, []).append(" ".join(args))
     assert set(by_rule) == {"pretrain_model", "train_model"}, by_rule.keys()
     # the tiny config's one usable held-out session, every stage but fine-tuning (it waits for pretraining, failed here)
     assert len(by_rule["train_model"]) == n_ready
@@ -495,16 +504,14 @@ def test_experiment_training_jobs_are_submitted_like_their_main_rules(tmp_path):
     )
     assert proc.returncode != 0  # the stand-in sacct fails every job
     submitted = {}
-    for call in (json.loads(line) for line in log.read_text().splitlines()):
-        comment = call["args"][call["args"].index("--comment") + 1]
-        options = " " + " ".join(a for a in call["args"] if not a.startswith("--wrap="))
-        rule = comment.split("_wildcards")[0].removeprefix("rule_")
+    for rule, args in _sbatch_calls(log):
+        options = " " + " ".join(a for a in args if not a.startswith("--wrap="))
         submitted[rule] = {
             k: (m.group(1) if (m := re.search(p, options)) else None) for k, p in SBATCH_RESOURCES.items()
         }
     missing = set(targets) - set(submitted)
     about = [line for line in proc.stderr.splitlines() if any(rule in line for rule in missing)]
-    assert not missing and set(submitted) == set(targets), (sorted(submitted), "\n".join(about[:40]))
+    assert set(submitted) == set(targets), (sorted(submitted), "\n".join(about[:40]))
     assert submitted["pretrain_model"] == {
         "partition": "gpu",
         "runtime": "2880",
