@@ -219,8 +219,9 @@ class LossBalance(nn.Module):
             else:  # uncertainty
                 weighted = torch.exp(-self.log_var[m]) * vs_null[name]
                 # a modality with nothing masked adds a zero that keeps its outputs in the graph (every
-                # rank of a data-parallel run reduces the same gradients), and must not pull its s_m down
-                objective.append(weighted + self.log_var[m] if bool(scored > 0) else weighted)
+                # rank of a data-parallel run reduces the same gradients), and must not pull its s_m
+                # down; the mask multiplies rather than branches, so no step waits on the device
+                objective.append(weighted + self.log_var[m] * (scored > 0))
         total = torch.stack(objective).sum() if objective else torch.zeros(())
         parts.update({f"{k}{VS_NULL}": v for k, v in vs_null.items()})
         return total, parts
