@@ -48,6 +48,7 @@ from neds.vocab import (
     MULTIMODAL_MODE,
     NDT2_ARCHITECTURE,
     NEDS_ARCHITECTURE,
+    NULL_BALANCES,
     POYO_PLUS_ARCHITECTURE,
     SESSION_INITS,
     SPIKE_BIAS_INITS,
@@ -689,7 +690,7 @@ def train(
         _log.warning(
             "constant over their training trials, so left out of the loss relative to the null deviance%s and of "
             "the <modality>_vs_null history (recorded in summary.json, loss_left_out): %s",
-            "" if tcfg.loss in ("null", "uncertainty") else " (a diagnostic only, under this balance)",
+            "" if tcfg.loss in NULL_BALANCES else " (a diagnostic only, under this balance)",
             "; ".join(f"{eid}: {', '.join(m)}" for eid, m in balance.left_out.items()),
         )
     model.to(device)

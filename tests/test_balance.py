@@ -83,6 +83,28 @@ def test_every_modality_is_one_at_the_null_model_and_zero_when_perfect():
         assert abs(parts[f"{m}_vs_null"].item()) < 1e-4, m
 
 
+def test_null_units_counts_each_unit_of_a_population_as_a_signal():
+    """One session of N units: the spike term is N times ``null``'s (its fraction of the null
+    deviance left, per masked bin rather than per masked (bin, unit) element); the behaviours'
+    terms are ``null``'s; the reported parts are the same under both."""
+    data = random_trials(UNITS, 30, rate=0.3)
+    idx = torch.arange(30, 60)  # session 1's trials
+    nulls = null_deviances(data, idx)
+    model = NEDS(TINY, UNITS)
+    batch = data.batch(idx[:8])
+    masks = draw_masks(8, 100, 0.3, torch.Generator().manual_seed(3))
+    terms = model.loss_terms(model(batch, masks), batch, masks)
+    total, parts = LossBalance("null_units", nulls=nulls)(terms, batch.session)
+    _, null_parts = LossBalance("null", nulls=nulls)(terms, batch.session)
+    assert parts.keys() == null_parts.keys()
+    assert all(torch.equal(parts[k], null_parts[k]) for k in parts)
+    behaviour = sum(parts[f"{m}_vs_null"] for m in MODALITIES if m != "spikes")
+    expected = UNITS[1] * parts["spikes_vs_null"] + behaviour
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="needs the null deviances"):
+        LossBalance("null_units")
+
+
 def _forward(seed: int):
     """A model's outputs on a batch of trials of both sessions, with masks drawn from ``seed``."""
     data = random_trials(UNITS, 6)
@@ -167,7 +189,7 @@ def test_a_behaviour_constant_in_one_session_is_left_out_of_the_relative_terms(k
     assert parts["block_vs_null"].item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="unknown loss balance"):
         LossBalance("gradnorm")
-    assert set(LOSS_BALANCES) == {"weights", "null", "uncertainty", "paper"}
+    assert set(LOSS_BALANCES) == {"weights", "null", "null_units", "uncertainty", "paper"}
 
 
 def test_poisson_floor_is_the_nll_at_the_perfect_rate():

@@ -2,7 +2,7 @@
 
 A model gives its loss as :class:`LossTerm` s, one per modality it is trained on, each holding
 per-trial sums over the trial's masked tokens (:meth:`neds.model.base.TrialModel.loss_terms`).
-A :class:`LossBalance` reduces them to the total that is minimised, in one of four ways
+A :class:`LossBalance` reduces them to the total that is minimised, in one of five ways
 (:data:`neds.vocab.LOSS_BALANCES`):
 
 ``weights``
@@ -15,6 +15,11 @@ A :class:`LossBalance` reduces them to the total that is minimised, in one of fo
     fraction of its null deviance left (1 at the null model, 0 when perfect: 1 - R² for wheel
     and whisker, one minus the deviance explained for spikes), scale-free, so no weight is set
     by hand; summed;
+``null_units``
+    as ``null``, but a population's spike term counts each of its units as a signal of its own:
+    the spike deviance relative to the null is divided by the masked bins rather than the masked
+    (bin, unit) elements, so a session of N units adds N times ``null``'s spike term (the
+    behaviours, one signal each, are unchanged);
 ``uncertainty``
     the ``null`` terms ``r_m`` weighted by learned homoscedastic uncertainties (Kendall, Gal and
     Cipolla, CVPR 2018): ``sum_m exp(-s_m) r_m + s_m``, one ``s_m`` per modality, trained with the
@@ -40,7 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from neds.vocab import DYNAMIC_BEHAVIOURS, LOSS_BALANCES, MODALITIES, N_CLASSES, STATIC_BEHAVIOURS
+from neds.vocab import DYNAMIC_BEHAVIOURS, LOSS_BALANCES, MODALITIES, N_CLASSES, NULL_BALANCES, STATIC_BEHAVIOURS
 
 __all__ = ["LossTerm", "LossBalance", "null_deviances", "poisson_floor", "decoding_terms", "NULL_FLOOR", "VS_NULL"]
 
@@ -176,7 +181,7 @@ class LossBalance(nn.Module):
             raise ValueError(f"unknown loss weights {sorted(unknown)}; use {MODALITIES}")
         self.kind = kind
         self.weights = dict(weights or {})
-        if kind in ("null", "uncertainty") and nulls is None:
+        if kind in NULL_BALANCES and nulls is None:
             raise ValueError(f"the {kind!r} loss balance needs the null deviances of the training sessions")
         self.left_out: dict[str, list[str]] = {}
         """session -> the modalities whose null deviance is below :data:`NULL_FLOOR` there, left out
@@ -208,14 +213,18 @@ class LossBalance(nn.Module):
                 usable = self.usable[session, m]
                 null = torch.where(usable, self.nulls[session, m], 1.0).to(term.total.dtype)  # 1: no inf, no NaN grad
                 per = (term.elements if name == "spikes" else term.tokens) * usable
-                vs_null[name] = ((term.total - term.floor) / null * usable).sum() / per.sum().clamp(min=1)
+                relative = ((term.total - term.floor) / null * usable).sum()
+                vs_null[name] = relative / per.sum().clamp(min=1)
                 scored = (term.tokens * usable).sum()
+                per_token = relative / scored.clamp(min=1)  # 'null_units': a spike token holds a population's bin
             if self.kind == "weights":
                 objective.append(parts[name] * self.weights.get(name, 1.0))
             elif self.kind == "paper":
                 objective.append(term.total.sum() / term.elements.sum().clamp(min=1))
             elif self.kind == "null":
                 objective.append(vs_null[name])
+            elif self.kind == "null_units":
+                objective.append(per_token)
             else:  # uncertainty
                 weighted = torch.exp(-self.log_var[m]) * vs_null[name]
                 # a modality with nothing masked adds a zero that keeps its outputs in the graph (every
