@@ -52,8 +52,8 @@ __all__ = ["LossTerm", "LossBalance", "null_deviances", "poisson_floor", "decodi
 NULL_FLOOR = 1e-6
 """A session whose null deviance of a modality is below this (a behaviour constant over its
 training trials, such as a session without blocks) has nothing to be scored relative to: that
-modality of that session is left out of the ``null`` and ``uncertainty`` terms and of the
-``<modality>_vs_null`` diagnostics (:attr:`LossBalance.left_out`), as the evaluation leaves a
+modality of that session is left out of the null-relative terms (:data:`neds.vocab.NULL_BALANCES`)
+and of the ``<modality>_vs_null`` diagnostics (:attr:`LossBalance.left_out`), as the evaluation leaves a
 target constant on the training trials unscored."""
 VS_NULL = "_vs_null"
 """Suffix of the parts that report a modality's fraction of null deviance left."""
@@ -158,7 +158,7 @@ class LossBalance(nn.Module):
     kind : one of :data:`neds.vocab.LOSS_BALANCES`
     weights : modality -> weight of the ``weights`` balance (default 1 each; ignored otherwise)
     nulls : (S, M) null deviances per session and modality (:func:`null_deviances` of the
-        training trials), indexed by the batch's session; needed by ``null`` and ``uncertainty``,
+        training trials), indexed by the batch's session; needed by the null-relative balances,
         and for the ``<modality>_vs_null`` parts (left out without them)
     eids : the sessions of ``nulls``' rows, to name those left out (:attr:`left_out`)
 
