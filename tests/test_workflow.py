@@ -602,7 +602,7 @@ def test_paper_config_plans_every_job_offline(tmp_path):
 
     # the balance of the losses: each balance pretrained per seed, then its four per-session models
     counts, out = plan("loss_balance")
-    n_variants = 4 * 3  # balances x seeds
+    n_variants = len(vocab.LOSS_BALANCES) * 3  # balances x seeds
     expected = {"exp_pretrain": n_variants, "exp_train": n_variants * 10 * 4, "exp_evaluate": n_variants * 10}
     assert {k: counts.get(k) for k in expected} == expected
     assert counts.get("balance_comparison") == 1
