@@ -53,8 +53,8 @@ NULL_FLOOR = 1e-6
 """A session whose null deviance of a modality is below this (a behaviour constant over its
 training trials, such as a session without blocks) has nothing to be scored relative to: that
 modality of that session is left out of the null-relative terms (:data:`neds.vocab.NULL_BALANCES`)
-and of the ``<modality>_vs_null`` diagnostics (:attr:`LossBalance.left_out`), as the evaluation leaves a
-target constant on the training trials unscored."""
+and of the ``<modality>_vs_null`` diagnostics (:attr:`LossBalance.left_out`), as the evaluation
+leaves a target constant on the training trials unscored."""
 VS_NULL = "_vs_null"
 """Suffix of the parts that report a modality's fraction of null deviance left."""
 
@@ -216,15 +216,14 @@ class LossBalance(nn.Module):
                 relative = ((term.total - term.floor) / null * usable).sum()
                 vs_null[name] = relative / per.sum().clamp(min=1)
                 scored = (term.tokens * usable).sum()
-                per_token = relative / scored.clamp(min=1)  # 'null_units': a spike token holds a population's bin
             if self.kind == "weights":
                 objective.append(parts[name] * self.weights.get(name, 1.0))
             elif self.kind == "paper":
                 objective.append(term.total.sum() / term.elements.sum().clamp(min=1))
             elif self.kind == "null":
                 objective.append(vs_null[name])
-            elif self.kind == "null_units":
-                objective.append(per_token)
+            elif self.kind == "null_units":  # per masked bin: a spike token holds a population's bin
+                objective.append(relative / scored.clamp(min=1))
             else:  # uncertainty
                 weighted = torch.exp(-self.log_var[m]) * vs_null[name]
                 # a modality with nothing masked adds a zero that keeps its outputs in the graph (every
