@@ -361,7 +361,7 @@ def _fraction_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[V
 def _balance_variants(config: dict[str, Any], n_usable_pretrain: int) -> list[Variant]:
     return [
         Variant(f"{balance}{SEED_SEPARATOR}{s}", seed=int(s), training={"loss": balance})
-        for balance in vocab.LOSS_BALANCES
+        for balance in [b for b in vocab.LOSS_BALANCES if b in config["experiments"]["loss_balances"]]
         for s in config["experiments"]["seeds"]
     ]
 

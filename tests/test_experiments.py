@@ -286,6 +286,15 @@ def test_loss_balance_trains_every_balance_with_each_seed(config):
     with pytest.raises(ValueError, match="not a loss-balance variant"):
         balance_of("seed_42")
     assert option_seed("slow_shared_seed_43", ["slow_shared"]) == ("slow_shared", 43)
+    assert {balance_of(name)[0] for name in _variants(config, "loss_balance")} == set(vocab.LOSS_BALANCES)
+    # a subset of the balances, in the vocabulary's order whatever the list's
+    pair = {**config, "experiments": {**config["experiments"], "loss_balances": ["paper", "uncertainty"]}}
+    assert list(_variants(validate_config(pair), "loss_balance")) == [
+        f"{b}_seed_{s}" for b in ("uncertainty", "paper") for s in config["experiments"]["seeds"]
+    ]
+    for bad in (["unknown"], [], ["paper", "paper"]):
+        with pytest.raises(ConfigError, match="loss_balances"):
+            validate_config({**config, "experiments": {**config["experiments"], "loss_balances": bad}})
     # too long to run with the others: only its own target builds it
     long = ("loss_balance", "finetune_recipe")
     assert all(e.in_all == (n not in long) for n, e in EXPERIMENTS.items())
