@@ -75,7 +75,8 @@ _WHAT = {
     "peers": "NEDS, POYO+ and NDT2, each pretrained on the same sessions, then fine-tuned at each of "
     "`experiments.seeds` on every held-out session: the paper's comparison with other large-scale models "
     "([peers.md](peers.md))",
-    "loss_balance": "Each balance of the modalities' losses (`training.loss`) at each of `experiments.seeds`, "
+    "loss_balance": "Each balance of the modalities' losses (`training.loss`) of `experiments.loss_balances` at "
+    "each of `experiments.seeds`, "
     "pretrained and fine-tuned with it, chosen on the validation trials and reported on the test trials "
     "([design.md](design.md#balancing-the-modalities))",
     "finetune_recipe": "Each fine-tuning recipe of `experiments.finetune_recipes` at each of `experiments.seeds`, "
