@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchio import emit_json  # bench/, the folder of this script
 
-SEED_SEPARATOR = "_seed_"
+from neds.experiments import SEED_SEPARATOR
 
 
 def read_benchmark(path: Path) -> dict[str, float]:

@@ -204,6 +204,7 @@ def test_schema_speaks_the_vocabulary():
     assert list(s["definitions"]["loss_weights"]["properties"]) == list(vocab.MODALITIES)
     stage = s["definitions"]["stage_settings"]["properties"]
     assert s["definitions"]["loss"]["enum"] == list(vocab.LOSS_BALANCES)
+    assert s["properties"]["experiments"]["properties"]["loss_balances"]["default"] == list(vocab.LOSS_BALANCES)
     assert stage["session_init"]["enum"] == list(vocab.SESSION_INITS)
     assert stage["spike_bias_init"]["enum"] == list(vocab.SPIKE_BIAS_INITS)
     bwb = s["properties"]["bwb"]["properties"]
