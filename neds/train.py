@@ -861,7 +861,7 @@ def train(
             masks = masks.to(device) if masks is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = net(batch, masks)
-            loss, parts = balance(model.loss_terms(out, batch, masks), batch.session)
+            loss, parts = balance(model.loss_terms(out, batch, masks), batch.session, getattr(out, "shared", None))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if world > 1 and balance.log_var is not None:  # outside DDP: average its gradient over the ranks

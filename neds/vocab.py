@@ -287,12 +287,13 @@ MODALITIES = ("spikes",) + BEHAVIOURS
 N_CLASSES = {"choice": 2, "block": 3}
 """Classes of the static behaviours: choice -1 / +1, block prior 0.2 / 0.5 / 0.8."""
 
-LOSS_BALANCES = ("weights", "null", "null_units", "uncertainty", "paper")
+LOSS_BALANCES = ("weights", "null", "null_units", "uncertainty", "gradnorm", "paper")
 """How the modalities' losses make the training loss (``training.loss``;
 :mod:`neds.model.balance`): hand-set weights, each relative to its null deviance (a population
-counting once, or once per unit), those weighted by learned uncertainties, or the NEDS authors'
+counting once, or once per unit), those weighted by learned uncertainties or so that each
+modality's gradient at the shared representation has the same norm, or the NEDS authors'
 normalisation."""
-NULL_BALANCES = ("null", "null_units", "uncertainty")
+NULL_BALANCES = ("null", "null_units", "uncertainty", "gradnorm")
 """The balances whose training loss is relative to the null deviances."""
 
 SESSION_INITS = ("random", "pretrained")

@@ -164,6 +164,61 @@ def test_uncertainty_balance_learns_one_weight_per_modality_and_skips_unmasked_o
     assert balance.modality_weights() == {m: 1.0 for m in MODALITIES}
 
 
+def _gradient_at_shared(total, shared):
+    return torch.autograd.grad(total, shared, retain_graph=True)[0]
+
+
+def test_gradnorm_gives_every_modality_the_same_gradient_norm_at_the_shared_representation():
+    data = random_trials(UNITS, 16, rate=0.3)
+    idx = torch.arange(len(data.session))
+    nulls = null_deviances(data, idx)
+    balance, unweighted = LossBalance("gradnorm", nulls=nulls), LossBalance("null", nulls=nulls)
+    model = build_model(TINY, data.n_units)
+    batch = data.batch(idx)
+    masks = draw_masks(len(idx), batch.spikes.shape[1], 0.3, torch.Generator().manual_seed(0))
+    out = model(batch, masks)
+    terms = model.loss_terms(out, batch, masks)
+    total, parts = balance(terms, batch.session, out.shared)
+    weights = balance.modality_weights()
+    grads = {m: _gradient_at_shared(unweighted({m: terms[m]}, batch.session)[0], out.shared) for m in MODALITIES}
+    # each modality's weighted term, alone, has the same gradient norm there: their mean
+    norms = [weights[m] * grads[m].norm().item() for m in MODALITIES]
+    assert max(norms) == pytest.approx(min(norms), rel=1e-4)
+    assert norms[0] == pytest.approx(sum(g.norm().item() for g in grads.values()) / len(MODALITIES), rel=1e-4)
+    assert max(weights.values()) > 1.5 * min(weights.values())  # the modalities' gradients did differ
+    # the weights are constants of the backward pass: the total's gradient is the weighted sum
+    expected = sum(weights[m] * grads[m] for m in MODALITIES)
+    assert torch.allclose(_gradient_at_shared(total, out.shared), expected, rtol=1e-4, atol=1e-9)
+
+
+def test_gradnorm_weighs_a_modality_without_masked_tokens_zero_and_needs_the_representation():
+    nulls = torch.ones(1, len(MODALITIES))
+    balance = LossBalance("gradnorm", nulls=nulls)
+    shared = torch.randn(2, 3, requires_grad=True)
+    one = torch.ones(2)
+    terms = {
+        "spikes": LossTerm(shared[:, 0] ** 2, torch.zeros(2), one, one),
+        "wheel": LossTerm(10 * shared[:, 1], torch.zeros(2), one, one),
+        "choice": LossTerm(shared[:, 2] * 0, torch.zeros(2), torch.zeros(2), torch.zeros(2)),  # nothing masked
+    }
+    total, _ = balance(terms, torch.zeros(2, dtype=torch.long), shared)
+    total.backward()
+    g_spikes, g_wheel = 2 * shared[:, 0].detach() / 2, torch.full((2,), 10.0 / 2)
+    mean = (g_spikes.norm() + g_wheel.norm()) / 2
+    assert torch.allclose(shared.grad[:, 0], g_spikes * mean / g_spikes.norm(), rtol=1e-5)
+    assert torch.allclose(shared.grad[:, 1], g_wheel * mean / g_wheel.norm(), rtol=1e-5)
+    assert not shared.grad[:, 2].any()
+    weights = balance.modality_weights()
+    assert math.isnan(weights["choice"]) and math.isnan(weights["block"])  # no step where they had a gradient
+    assert weights["spikes"] * g_spikes.norm().item() == pytest.approx(weights["wheel"] * g_wheel.norm().item())
+    with torch.no_grad():  # evaluation: no gradient to weigh, the terms summed as they are
+        assert balance(terms, torch.zeros(2, dtype=torch.long), shared)[0].item() == pytest.approx(
+            float((shared[:, 0] ** 2).mean() + (10 * shared[:, 1]).mean())
+        )
+    with pytest.raises(ValueError, match="shared representation"):
+        balance(terms, torch.zeros(2, dtype=torch.long))
+
+
 @pytest.mark.parametrize("kind", LOSS_BALANCES)
 def test_a_behaviour_constant_in_one_session_is_left_out_of_the_relative_terms(kind):
     """Session 1's block is constant over its training trials (a session without blocks): its
@@ -178,8 +233,9 @@ def test_a_behaviour_constant_in_one_session_is_left_out_of_the_relative_terms(k
     model = build_model(TINY, data.n_units)
     batch = data.batch(idx)
     masks = draw_masks(len(idx), batch.spikes.shape[1], 0.3, torch.Generator().manual_seed(0))
-    terms = model.loss_terms(model(batch, masks), batch, masks)
-    total, parts = balance(terms, batch.session)
+    out = model(batch, masks)
+    terms = model.loss_terms(out, batch, masks)
+    total, parts = balance(terms, batch.session, out.shared)
     total.backward()
     assert torch.isfinite(total) and all(torch.isfinite(v) for v in parts.values())
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -188,8 +244,8 @@ def test_a_behaviour_constant_in_one_session_is_left_out_of_the_relative_terms(k
     expected = ((block.total - block.floor)[own] / nulls[0, 4].float()).sum() / block.tokens[own].sum()
     assert parts["block_vs_null"].item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="unknown loss balance"):
-        LossBalance("gradnorm")
-    assert set(LOSS_BALANCES) == {"weights", "null", "null_units", "uncertainty", "paper"}
+        LossBalance("mgda")
+    assert set(LOSS_BALANCES) == {"weights", "null", "null_units", "uncertainty", "gradnorm", "paper"}
 
 
 def test_poisson_floor_is_the_nll_at_the_perfect_rate():
@@ -206,7 +262,9 @@ def test_training_records_each_modality_against_its_null(tmp_path, kind):
     hist = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     for m in MODALITIES:
         assert all(math.isfinite(h[f"train_{m}_vs_null"]) for h in hist), m
-    assert all(("weight_spikes" in h) == (kind == "uncertainty") for h in hist)
+    assert all(("weight_spikes" in h) == (kind in ("uncertainty", "gradnorm")) for h in hist)
+    if kind == "gradnorm":  # the mean weight of each epoch, about 1 for every modality on average
+        assert all(math.isfinite(h[f"weight_{m}"]) and h[f"weight_{m}"] > 0 for h in hist for m in MODALITIES)
 
 
 def test_learned_weights_resume_exactly(tmp_path):

@@ -58,7 +58,7 @@ PLANS = {
     ),
     "peers": (["seed_42", "seed_43", "seed_44"], ("finetune", "poyo_finetune", "ndt2_finetune"), False),
     "loss_balance": (
-        [f"{b}_seed_{s}" for b in ("weights", "null", "null_units", "uncertainty", "paper") for s in (42, 43, 44)],
+        [f"{b}_seed_{s}" for b in vocab.LOSS_BALANCES for s in (42, 43, 44)],
         ("finetune", "scratch", "encoding", "decoding"),
         True,
     ),

@@ -2,7 +2,7 @@
 
 A model gives its loss as :class:`LossTerm` s, one per modality it is trained on, each holding
 per-trial sums over the trial's masked tokens (:meth:`neds.model.base.TrialModel.loss_terms`).
-A :class:`LossBalance` reduces them to the total that is minimised, in one of five ways
+A :class:`LossBalance` reduces them to the total that is minimised, in one of six ways
 (:data:`neds.vocab.LOSS_BALANCES`):
 
 ``weights``
@@ -25,6 +25,16 @@ A :class:`LossBalance` reduces them to the total that is minimised, in one of fi
     Cipolla, CVPR 2018): ``sum_m exp(-s_m) r_m + s_m``, one ``s_m`` per modality, trained with the
     model (its optimum weighs each modality by the inverse of its current term, so each
     modality's *relative* improvement counts the same);
+``gradnorm``
+    the ``null`` terms ``r_m`` weighted, at every step, so that each modality's gradient at the
+    model's shared representation (the trunk's output that every head reads) has the same norm:
+    ``w_m = mean_k |g_k| / |g_m|`` with ``g_m`` the gradient of ``r_m`` there, the weights held
+    constant in the backward pass. This is the target of GradNorm (Chen et al., ICML 2018) with its
+    asymmetry ``alpha = 0``, met exactly at each step rather than approached by learning the
+    weights, and measured at the shared representation rather than at the last shared layer's
+    weights (as the upper bound of Sener and Koltun, NeurIPS 2018, does); each ``g_m`` is one
+    backward pass through the heads alone. No modality, whatever its scale or how much of it is
+    left to learn, then moves the shared weights more than another;
 ``paper``
     the NEDS authors' normalisation: the spike Poisson NLL averaged per masked (bin, unit)
     element, wheel and whisker squared errors averaged per masked bin, the choice and block
@@ -47,7 +57,16 @@ import torch.nn.functional as F
 
 from neds.vocab import DYNAMIC_BEHAVIOURS, LOSS_BALANCES, MODALITIES, N_CLASSES, NULL_BALANCES, STATIC_BEHAVIOURS
 
-__all__ = ["LossTerm", "LossBalance", "null_deviances", "poisson_floor", "decoding_terms", "NULL_FLOOR", "VS_NULL"]
+__all__ = [
+    "LossTerm",
+    "LossBalance",
+    "null_deviances",
+    "poisson_floor",
+    "decoding_terms",
+    "NULL_FLOOR",
+    "VS_NULL",
+    "GRAD_FLOOR",
+]
 
 NULL_FLOOR = 1e-6
 """A session whose null deviance of a modality is below this (a behaviour constant over its
@@ -57,6 +76,9 @@ and of the ``<modality>_vs_null`` diagnostics (:attr:`LossBalance.left_out`), as
 leaves a target constant on the training trials unscored."""
 VS_NULL = "_vs_null"
 """Suffix of the parts that report a modality's fraction of null deviance left."""
+GRAD_FLOOR = 1e-12
+"""A modality whose gradient at the shared representation is below this norm on a batch (nothing
+of it masked there) has no weight under ``gradnorm``: it adds nothing to that step's total."""
 
 
 @dataclass
@@ -164,6 +186,7 @@ class LossBalance(nn.Module):
 
     Its parameters are the learned log-variances ``log_var`` (M,) of the ``uncertainty``
     balance (none otherwise); the training loop optimises and checkpoints them with the model.
+    ``gradnorm`` needs the model's shared representation at every call (``shared``).
     """
 
     def __init__(
@@ -192,15 +215,19 @@ class LossBalance(nn.Module):
         self.register_buffer("nulls", None if nulls is None else nulls.float(), persistent=False)
         self.register_buffer("usable", None if nulls is None else nulls >= NULL_FLOOR, persistent=False)
         self.log_var = nn.Parameter(torch.zeros(len(MODALITIES))) if kind == "uncertainty" else None
+        # gradnorm: the sum and count of each modality's weight over the steps since the last report
+        self.register_buffer("weight_sum", torch.zeros(len(MODALITIES), dtype=torch.float64), persistent=False)
+        self.register_buffer("weight_steps", torch.zeros(len(MODALITIES), dtype=torch.float64), persistent=False)
 
     def forward(
-        self, terms: dict[str, LossTerm], session: torch.Tensor
+        self, terms: dict[str, LossTerm], session: torch.Tensor, shared: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(the total loss, its parts): each modality's mean loss per masked token (unweighted,
         whatever the balance) and, with null deviances, ``<modality>_vs_null``, its fraction of
         null deviance left on the batch's trials of sessions where it has one. Modalities without
         a masked token in the batch (for ``uncertainty``: none in such a session) add nothing to
-        the total."""
+        the total. ``shared`` is the representation the model's heads read (``Output.shared``),
+        which ``gradnorm`` weighs the modalities' gradients at."""
         parts: dict[str, torch.Tensor] = {}
         vs_null: dict[str, torch.Tensor] = {}
         objective: list[torch.Tensor] = []
@@ -220,7 +247,7 @@ class LossBalance(nn.Module):
                 objective.append(parts[name] * self.weights.get(name, 1.0))
             elif self.kind == "paper":
                 objective.append(term.total.sum() / term.elements.sum().clamp(min=1))
-            elif self.kind == "null":
+            elif self.kind in ("null", "gradnorm"):  # gradnorm: weighted below
                 objective.append(vs_null[name])
             elif self.kind == "null_units":  # per masked bin: a spike token holds a population's bin
                 objective.append(relative / scored.clamp(min=1))
@@ -230,12 +257,55 @@ class LossBalance(nn.Module):
                 # rank of a data-parallel run reduces the same gradients), and must not pull its s_m
                 # down; the mask multiplies rather than branches, so no step waits on the device
                 objective.append(weighted + self.log_var[m] * (scored > 0))
+        if self.kind == "gradnorm" and objective:
+            objective = self._equal_gradients(objective, [MODALITIES.index(n) for n in terms], shared)
         total = torch.stack(objective).sum() if objective else torch.zeros(())
         parts.update({f"{k}{VS_NULL}": v for k, v in vs_null.items()})
         return total, parts
 
+    def _equal_gradients(
+        self, objective: list[torch.Tensor], modalities: list[int], shared: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """``gradnorm``: each term times ``mean_k |g_k| / |g_m|`` (a constant of the backward pass),
+        ``g_m`` its gradient at ``shared``; a term without gradient there gets weight 0. Without
+        gradients (evaluation), the terms are returned as they are. Under data parallelism the
+        norms are averaged over the ranks first, so every rank weighs the modalities alike."""
+        if not torch.is_grad_enabled():
+            return objective
+        if shared is None or not shared.requires_grad:
+            raise ValueError(
+                "the 'gradnorm' loss balance weighs each modality's gradient at the model's shared "
+                "representation, and this model's output has none (Output.shared); choose another training.loss"
+            )
+        norms = []
+        for term in objective:
+            grad = (
+                torch.autograd.grad(term, shared, retain_graph=True, allow_unused=True)[0]
+                if term.requires_grad
+                else None
+            )
+            norms.append(torch.zeros((), device=shared.device) if grad is None else grad.float().norm())
+        norms = torch.stack(norms)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(norms)
+            norms = norms / torch.distributed.get_world_size()
+        present = norms > GRAD_FLOOR
+        mean = (norms * present).sum() / present.sum().clamp(min=1)  # no indexing: no step waits on the device
+        weights = torch.where(present, mean / norms.clamp(min=GRAD_FLOOR), 0.0).detach()
+        idx = torch.tensor(modalities, device=self.weight_sum.device)
+        self.weight_sum.index_add_(0, idx, weights.double())
+        self.weight_steps.index_add_(0, idx, present.double())
+        return [w * term for w, term in zip(weights, objective)]
+
     def modality_weights(self) -> dict[str, float]:
-        """The current weight of each modality's term (``uncertainty``: ``exp(-s_m)``), for the history."""
+        """The weight of each modality's term, for the history: ``uncertainty``, the current
+        ``exp(-s_m)``; ``gradnorm``, its mean over the steps since the last call where the modality
+        had a gradient (NaN where it had none), the count then reset. Empty otherwise."""
+        if self.kind == "gradnorm":
+            mean = (self.weight_sum / self.weight_steps).cpu()
+            self.weight_sum.zero_()
+            self.weight_steps.zero_()
+            return {name: float(v) for name, v in zip(MODALITIES, mean)}
         if self.log_var is None:
             return {}
         return {name: float(torch.exp(-v)) for name, v in zip(MODALITIES, self.log_var.detach())}

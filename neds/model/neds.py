@@ -93,13 +93,15 @@ class ModelConfig:
 @dataclass
 class Output:
     """Model predictions: spikes (B, T, N) log-rates per bin; wheel, whisker (B, T);
-    choice (B, 2) and block (B, 3) logits."""
+    choice (B, 2) and block (B, 3) logits; and ``shared`` (B, 5, T, H), the trunk's output that
+    the heads read (the ``gradnorm`` loss balance weighs the modalities' gradients there)."""
 
     spikes: torch.Tensor
     wheel: torch.Tensor
     whisker: torch.Tensor
     choice: torch.Tensor
     block: torch.Tensor
+    shared: torch.Tensor | None = None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -472,7 +474,7 @@ class NEDS(TrialModel):
         x = self.ln_f(x).view(b, len(MODALITIES), t, -1)
         spikes = self.sessions.spike_head(x[:, 0], s)  # (B, T, N)
         dyn, choice, block = self.sessions.behaviour_heads(x[:, 1:], s)
-        return Output(spikes=spikes, wheel=dyn[:, 0], whisker=dyn[:, 1], choice=choice, block=block)
+        return Output(spikes=spikes, wheel=dyn[:, 0], whisker=dyn[:, 1], choice=choice, block=block, shared=x)
 
     # ------------------------------------------------------------------ training and prediction
     def draw_masks(
