@@ -15,7 +15,10 @@ a multiply-add = 2 FLOPs, backward = 2x forward), divided by the step time and b
 count of one step is kept as ``counter_gflop_per_step``, a cross-check only: it counts nothing for
 the fused CPU attention kernel and counts the recomputation of Q K^T in the CUDA kernels' backward.
 
-Run:  python bench/bench_training.py --case paper5 [--threads 2] [--device cpu] [--out bench/out/x.json]
+``--loss`` names the balance of the modalities' losses (``training.loss``, default ``weights`` at
+weight 1 each); ``gradnorm`` adds a backward pass per modality through the heads.
+
+Run:  python bench/bench_training.py --case paper5 [--threads 2] [--device cpu] [--loss gradnorm] [--out bench/out/x.json]
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ import torch
 from flops import model_flops  # bench/, the folder of this script
 
 from neds.data.dataset import random_trials
+from neds.model.balance import LossBalance, null_deviances
 from neds.model.masking import SCHEMES, draw_masks
 from neds.model.neds import ModelConfig
 from neds.train import build_model
+from neds.vocab import LOSS_BALANCES
 
 CASES = {
     "default": dict(
@@ -83,7 +88,12 @@ def rss_mib() -> float:
 
 
 def run_case(
-    case: str, device: torch.device, steps: int, attention_dropout: float = 0.0, batch: int | None = None
+    case: str,
+    device: torch.device,
+    steps: int,
+    attention_dropout: float = 0.0,
+    batch: int | None = None,
+    loss: str = "weights",
 ) -> dict:
     spec = CASES[case]
     batch = batch or spec["batch"]
@@ -93,7 +103,9 @@ def run_case(
     data = random_trials(n_units, max(2 * batch // spec["sessions"] + 1, 64), splits=(1.0, 0.0, 0.0))  # >= 2 batches
     cfg = ModelConfig(**spec["model"], attention_dropout=attention_dropout)
     model = build_model(cfg, data.n_units).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    balance = LossBalance(loss, nulls=null_deviances(data, data.indices("train"))).to(device)
+    groups = [{"params": list(model.parameters())}, {"params": list(balance.parameters()), "weight_decay": 0.0}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=1e-4, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=10_000, pct_start=0.15)
     gen = torch.Generator().manual_seed(0)
     bf16 = device.type == "cuda"
@@ -105,13 +117,13 @@ def run_case(
         masks = draw_masks(batch, 100, 0.3, gen, SCHEMES).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(b, masks)
-        loss, _ = model.loss(out, b, masks)
+        total, _ = balance(model.loss_terms(out, b, masks), b.session, out.shared)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        return loss
+        return total
 
     model.train()
     from torch.utils.flop_counter import FlopCounterMode
@@ -139,6 +151,7 @@ def run_case(
         "threads": torch.get_num_threads(),
         "batch": batch,
         "attention_dropout": attention_dropout,
+        "loss": loss,
         "n_shared_parameters": model.n_shared_parameters(),
         "step_s": dt,
         "trials_per_s": batch / dt,
@@ -168,10 +181,11 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--attention-dropout", type=float, default=0.0)
+    parser.add_argument("--loss", choices=LOSS_BALANCES, default="weights")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    res = run_case(args.case, torch.device(args.device), args.steps, args.attention_dropout, args.batch)
+    res = run_case(args.case, torch.device(args.device), args.steps, args.attention_dropout, args.batch, args.loss)
     res.update(machine=f"{platform.machine()}, {os.cpu_count()} cpus", torch=torch.__version__)
     if args.device.startswith("cuda"):
         res["gpu"] = torch.cuda.get_device_name(0)

@@ -23,6 +23,7 @@ fi
 run bench/train_cuda_check.py --device cuda --out "$OUT/train_cuda.json"
 run bench/bench_training.py --case default --device cuda --steps 50 --out "$OUT/default_cuda.json"
 run bench/bench_training.py --case paper5 --device cuda --steps 50 --out "$OUT/paper5_cuda_b16.json"
+run bench/bench_training.py --case paper5 --device cuda --steps 50 --loss gradnorm --out "$OUT/paper5_cuda_b16_gradnorm.json"
 run bench/bench_training.py --case paper22 --device cuda --steps 20 --batch 128 --out "$OUT/paper22_cuda_b128.json"
 run bench/bench_training.py --case paper22 --device cuda --steps 10 --batch 512 --out "$OUT/paper22_cuda_b512.json"
 run bench/bench_training.py --case paper5 --device cuda --steps 30 --batch 256 --out "$OUT/paper5_cuda_b256.json"

@@ -164,59 +164,80 @@ def test_uncertainty_balance_learns_one_weight_per_modality_and_skips_unmasked_o
     assert balance.modality_weights() == {m: 1.0 for m in MODALITIES}
 
 
-def _gradient_at_shared(total, shared):
-    return torch.autograd.grad(total, shared, retain_graph=True)[0]
+def _slice_norms(grad):
+    return [grad[:, m].norm().item() for m in range(len(MODALITIES))]
 
 
-def test_gradnorm_gives_every_modality_the_same_gradient_norm_at_the_shared_representation():
+@pytest.mark.parametrize("readout", [1.0, 0.0])
+def test_gradnorm_gives_every_modality_the_same_gradient_norm_where_it_enters_the_trunk(readout):
+    """At the shared representation each modality's gradient is scaled to the mean norm; the heads
+    learn from their own terms unscaled. A zero-initialised spike readout passes no gradient to the
+    trunk yet: its slice stays zero, the others are scaled among themselves."""
     data = random_trials(UNITS, 16, rate=0.3)
     idx = torch.arange(len(data.session))
     nulls = null_deviances(data, idx)
-    balance, unweighted = LossBalance("gradnorm", nulls=nulls), LossBalance("null", nulls=nulls)
-    model = build_model(TINY, data.n_units)
     batch = data.batch(idx)
     masks = draw_masks(len(idx), batch.spikes.shape[1], 0.3, torch.Generator().manual_seed(0))
-    out = model(batch, masks)
-    terms = model.loss_terms(out, batch, masks)
-    total, parts = balance(terms, batch.session, out.shared)
+    seen = {}
+
+    def run(kind):
+        torch.manual_seed(3)
+        model = build_model(ModelConfig(**{**vars(TINY), "readout_init_scale": readout}), data.n_units)
+        out = model(batch, masks)
+        balance = LossBalance(kind, nulls=nulls)
+        total, parts = balance(model.loss_terms(out, batch, masks), batch.session, out.shared)
+        out.shared.register_hook(lambda g: seen.__setitem__(kind, g.clone()))  # after the balance's own hook
+        total.backward()
+        return model, balance, total, parts
+
+    plain, _, total_null, _ = run("null")
+    model, balance, total, parts = run("gradnorm")
+    assert total.item() == pytest.approx(total_null.item())  # the loss is the null terms' sum
+    raw, scaled = _slice_norms(seen["null"]), _slice_norms(seen["gradnorm"])
+    had = [n > 0 for n in raw]
+    assert had == [readout > 0] + [True] * (len(MODALITIES) - 1)
+    mean = sum(n for n in raw if n > 0) / sum(had)
+    assert all(s == pytest.approx(mean, rel=1e-4) if h else s == 0.0 for s, h in zip(scaled, had))
+    assert max(raw) > 2 * min(n for n in raw if n > 0)  # the modalities' gradients did differ
+    for m in range(len(MODALITIES)):  # each slice keeps its direction
+        if had[m]:
+            assert torch.allclose(seen["gradnorm"][:, m] * raw[m] / scaled[m], seen["null"][:, m], rtol=1e-3, atol=1e-9)
     weights = balance.modality_weights()
-    grads = {m: _gradient_at_shared(unweighted({m: terms[m]}, batch.session)[0], out.shared) for m in MODALITIES}
-    # each modality's weighted term, alone, has the same gradient norm there: their mean
-    norms = [weights[m] * grads[m].norm().item() for m in MODALITIES]
-    assert max(norms) == pytest.approx(min(norms), rel=1e-4)
-    assert norms[0] == pytest.approx(sum(g.norm().item() for g in grads.values()) / len(MODALITIES), rel=1e-4)
-    assert max(weights.values()) > 1.5 * min(weights.values())  # the modalities' gradients did differ
-    # the weights are constants of the backward pass: the total's gradient is the weighted sum
-    expected = sum(weights[m] * grads[m] for m in MODALITIES)
-    assert torch.allclose(_gradient_at_shared(total, out.shared), expected, rtol=1e-4, atol=1e-9)
+    for m, name in enumerate(MODALITIES):
+        assert weights[name] == pytest.approx(mean / raw[m], rel=1e-4) if had[m] else math.isnan(weights[name])
+    heads = dict(plain.sessions.named_parameters())
+    for name, p in model.sessions.named_parameters():  # the heads' gradients are the unscaled terms'
+        if name.startswith(("spike_head", "behaviour_heads")):
+            assert torch.allclose(p.grad, heads[name].grad, rtol=1e-4, atol=1e-8), name
 
 
-def test_gradnorm_weighs_a_modality_without_masked_tokens_zero_and_needs_the_representation():
+def test_gradnorm_leaves_a_modality_without_masked_tokens_out_and_needs_the_representation():
     nulls = torch.ones(1, len(MODALITIES))
     balance = LossBalance("gradnorm", nulls=nulls)
-    shared = torch.randn(2, 3, requires_grad=True)
-    one = torch.ones(2)
+    base = torch.randn(2, len(MODALITIES), 3, requires_grad=True)
+    shared = base * 1.0
+    one, none = torch.ones(2), torch.zeros(2)
     terms = {
-        "spikes": LossTerm(shared[:, 0] ** 2, torch.zeros(2), one, one),
-        "wheel": LossTerm(10 * shared[:, 1], torch.zeros(2), one, one),
-        "choice": LossTerm(shared[:, 2] * 0, torch.zeros(2), torch.zeros(2), torch.zeros(2)),  # nothing masked
+        "spikes": LossTerm((shared[:, 0] ** 2).sum(-1), none, one, one),
+        "wheel": LossTerm(10 * shared[:, 1].sum(-1), none, one, one),
+        "choice": LossTerm(shared[:, 3].sum(-1) * 0, none, none, none),  # nothing masked
     }
     total, _ = balance(terms, torch.zeros(2, dtype=torch.long), shared)
     total.backward()
-    g_spikes, g_wheel = 2 * shared[:, 0].detach() / 2, torch.full((2,), 10.0 / 2)
+    g_spikes, g_wheel = shared[:, 0].detach(), torch.full((2, 3), 5.0)  # d/dx of the means over 2 trials
     mean = (g_spikes.norm() + g_wheel.norm()) / 2
-    assert torch.allclose(shared.grad[:, 0], g_spikes * mean / g_spikes.norm(), rtol=1e-5)
-    assert torch.allclose(shared.grad[:, 1], g_wheel * mean / g_wheel.norm(), rtol=1e-5)
-    assert not shared.grad[:, 2].any()
+    assert torch.allclose(base.grad[:, 0], g_spikes * mean / g_spikes.norm(), rtol=1e-5)
+    assert torch.allclose(base.grad[:, 1], g_wheel * mean / g_wheel.norm(), rtol=1e-5)
+    assert not base.grad[:, 2:].any()
     weights = balance.modality_weights()
     assert math.isnan(weights["choice"]) and math.isnan(weights["block"])  # no step where they had a gradient
-    assert weights["spikes"] * g_spikes.norm().item() == pytest.approx(weights["wheel"] * g_wheel.norm().item())
-    with torch.no_grad():  # evaluation: no gradient to weigh, the terms summed as they are
-        assert balance(terms, torch.zeros(2, dtype=torch.long), shared)[0].item() == pytest.approx(
-            float((shared[:, 0] ** 2).mean() + (10 * shared[:, 1]).mean())
-        )
+    assert weights["spikes"] == pytest.approx((mean / g_spikes.norm()).item(), rel=1e-5)
+    with torch.no_grad():  # evaluation: nothing to scale, the null terms summed
+        assert balance(terms, torch.zeros(2, dtype=torch.long), shared)[0].item() == pytest.approx(total.item())
     with pytest.raises(ValueError, match="shared representation"):
         balance(terms, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="shared representation"):
+        balance(terms, torch.zeros(2, dtype=torch.long), shared[:, :2])
 
 
 @pytest.mark.parametrize("kind", LOSS_BALANCES)

@@ -26,15 +26,16 @@ A :class:`LossBalance` reduces them to the total that is minimised, in one of si
     model (its optimum weighs each modality by the inverse of its current term, so each
     modality's *relative* improvement counts the same);
 ``gradnorm``
-    the ``null`` terms ``r_m`` weighted, at every step, so that each modality's gradient at the
-    model's shared representation (the trunk's output that every head reads) has the same norm:
-    ``w_m = mean_k |g_k| / |g_m|`` with ``g_m`` the gradient of ``r_m`` there, the weights held
-    constant in the backward pass. This is the target of GradNorm (Chen et al., ICML 2018) with its
-    asymmetry ``alpha = 0``, met exactly at each step rather than approached by learning the
-    weights, and measured at the shared representation rather than at the last shared layer's
-    weights (as the upper bound of Sener and Koltun, NeurIPS 2018, does); each ``g_m`` is one
-    backward pass through the heads alone. No modality, whatever its scale or how much of it is
-    left to learn, then moves the shared weights more than another;
+    the ``null`` terms ``r_m``, summed, with each modality's gradient scaled, at every step, where
+    it enters the trunk: at the model's shared representation (the trunk's output, of which each
+    modality's head reads its own tokens), modality ``m``'s gradient ``g_m`` is scaled to
+    ``mean_k |g_k|``, while the heads learn from their own terms unscaled. This is the target of
+    GradNorm (Chen et al., ICML 2018) with its asymmetry ``alpha = 0``, met exactly at each step
+    rather than approached by learning loss weights, and measured at the shared representation
+    rather than at the last shared layer's weights (as the upper bound of Sener and Koltun,
+    NeurIPS 2018, does). No modality, whatever its scale or how much of it is left to learn, then
+    moves the shared weights more than another. It costs no extra backward pass: the modalities'
+    gradients there are disjoint slices of one gradient;
 ``paper``
     the NEDS authors' normalisation: the spike Poisson NLL averaged per masked (bin, unit)
     element, wheel and whisker squared errors averaged per masked bin, the choice and block
@@ -78,7 +79,8 @@ VS_NULL = "_vs_null"
 """Suffix of the parts that report a modality's fraction of null deviance left."""
 GRAD_FLOOR = 1e-12
 """A modality whose gradient at the shared representation is below this norm on a batch (nothing
-of it masked there) has no weight under ``gradnorm``: it adds nothing to that step's total."""
+of it masked there, or its readout still at zero) is left as it is under ``gradnorm`` and out of
+the mean norm the others are scaled to."""
 
 
 @dataclass
@@ -227,7 +229,7 @@ class LossBalance(nn.Module):
         null deviance left on the batch's trials of sessions where it has one. Modalities without
         a masked token in the batch (for ``uncertainty``: none in such a session) add nothing to
         the total. ``shared`` is the representation the model's heads read (``Output.shared``),
-        which ``gradnorm`` weighs the modalities' gradients at."""
+        where ``gradnorm`` scales the modalities' gradients."""
         parts: dict[str, torch.Tensor] = {}
         vs_null: dict[str, torch.Tensor] = {}
         objective: list[torch.Tensor] = []
@@ -247,7 +249,7 @@ class LossBalance(nn.Module):
                 objective.append(parts[name] * self.weights.get(name, 1.0))
             elif self.kind == "paper":
                 objective.append(term.total.sum() / term.elements.sum().clamp(min=1))
-            elif self.kind in ("null", "gradnorm"):  # gradnorm: weighted below
+            elif self.kind in ("null", "gradnorm"):  # gradnorm: its gradient at the trunk scaled below
                 objective.append(vs_null[name])
             elif self.kind == "null_units":  # per masked bin: a spike token holds a population's bin
                 objective.append(relative / scored.clamp(min=1))
@@ -258,50 +260,50 @@ class LossBalance(nn.Module):
                 # down; the mask multiplies rather than branches, so no step waits on the device
                 objective.append(weighted + self.log_var[m] * (scored > 0))
         if self.kind == "gradnorm" and objective:
-            objective = self._equal_gradients(objective, [MODALITIES.index(n) for n in terms], shared)
+            self._equal_gradients([MODALITIES.index(n) for n in terms], shared)
         total = torch.stack(objective).sum() if objective else torch.zeros(())
         parts.update({f"{k}{VS_NULL}": v for k, v in vs_null.items()})
         return total, parts
 
-    def _equal_gradients(
-        self, objective: list[torch.Tensor], modalities: list[int], shared: torch.Tensor | None
-    ) -> list[torch.Tensor]:
-        """``gradnorm``: each term times ``mean_k |g_k| / |g_m|`` (a constant of the backward pass),
-        ``g_m`` its gradient at ``shared``; a term without gradient there gets weight 0. Without
-        gradients (evaluation), the terms are returned as they are. Under data parallelism the
-        norms are averaged over the ranks first, so every rank weighs the modalities alike."""
+    def _equal_gradients(self, modalities: list[int], shared: torch.Tensor | None) -> None:
+        """``gradnorm``: hook the shared representation (B, M, ...), whose slice ``[:, m]`` modality
+        ``m``'s head reads alone, so that in the backward pass each modality's slice of its gradient
+        is scaled to the mean norm of the slices that have one (a slice without gradient, such as
+        that of a zero-initialised readout, stays zero). The heads keep their own, unscaled
+        gradients. Under data parallelism the norms are averaged over the ranks first, so every rank
+        scales alike. Nothing is hooked without gradients (evaluation)."""
         if not torch.is_grad_enabled():
-            return objective
-        if shared is None or not shared.requires_grad:
+            return
+        if shared is None or not shared.requires_grad or shared.dim() < 2 or shared.shape[1] != len(MODALITIES):
             raise ValueError(
-                "the 'gradnorm' loss balance weighs each modality's gradient at the model's shared "
-                "representation, and this model's output has none (Output.shared); choose another training.loss"
+                "the 'gradnorm' loss balance scales each modality's gradient at the model's shared representation, "
+                f"one slice per modality of {MODALITIES}, and this model's output has none (Output.shared); "
+                "choose another training.loss"
             )
-        norms = []
-        for term in objective:
-            grad = (
-                torch.autograd.grad(term, shared, retain_graph=True, allow_unused=True)[0]
-                if term.requires_grad
-                else None
-            )
-            norms.append(torch.zeros((), device=shared.device) if grad is None else grad.float().norm())
-        norms = torch.stack(norms)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(norms)
-            norms = norms / torch.distributed.get_world_size()
-        present = norms > GRAD_FLOOR
-        mean = (norms * present).sum() / present.sum().clamp(min=1)  # no indexing: no step waits on the device
-        weights = torch.where(present, mean / norms.clamp(min=GRAD_FLOOR), 0.0).detach()
-        idx = torch.tensor(modalities, device=self.weight_sum.device)
-        self.weight_sum.index_add_(0, idx, weights.double())
-        self.weight_steps.index_add_(0, idx, present.double())
-        return [w * term for w, term in zip(weights, objective)]
+        idx = torch.tensor(modalities, device=shared.device)
+
+        def scale(grad: torch.Tensor) -> torch.Tensor:
+            dims = tuple(d for d in range(grad.dim()) if d != 1)
+            norms = grad.index_select(1, idx).float().pow(2).sum(dims).sqrt()
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(norms)
+                norms = norms / torch.distributed.get_world_size()
+            present = norms > GRAD_FLOOR
+            mean = (norms * present).sum() / present.sum().clamp(min=1)  # no indexing: no step waits on the device
+            factor = torch.where(present, mean / norms.clamp(min=GRAD_FLOOR), 1.0)
+            self.weight_sum.index_add_(0, idx, (factor * present).double())
+            self.weight_steps.index_add_(0, idx, present.double())
+            full = torch.ones(grad.shape[1], device=grad.device).index_copy(0, idx, factor)
+            return grad * full.view(1, -1, *([1] * (grad.dim() - 2))).to(grad.dtype)
+
+        shared.register_hook(scale)
 
     def modality_weights(self) -> dict[str, float]:
         """The weight of each modality's term, for the history: ``uncertainty``, the current
-        ``exp(-s_m)``; ``gradnorm``, its mean over the steps since the last call where the modality
-        had a gradient (NaN where it had none), the count then reset. Empty otherwise."""
-        if self.kind == "gradnorm":
+        ``exp(-s_m)``; ``gradnorm``, the mean factor its gradient at the shared representation was
+        scaled by, over the steps since the last call where it had one there (NaN where it had
+        none), the count then reset. Empty otherwise."""
+        if self.kind == "gradnorm":  # the factor its gradient at the trunk was scaled by
             mean = (self.weight_sum / self.weight_steps).cpu()
             self.weight_sum.zero_()
             self.weight_steps.zero_()

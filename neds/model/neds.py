@@ -93,8 +93,9 @@ class ModelConfig:
 @dataclass
 class Output:
     """Model predictions: spikes (B, T, N) log-rates per bin; wheel, whisker (B, T);
-    choice (B, 2) and block (B, 3) logits; and ``shared`` (B, 5, T, H), the trunk's output that
-    the heads read (the ``gradnorm`` loss balance weighs the modalities' gradients there)."""
+    choice (B, 2) and block (B, 3) logits; and ``shared`` (B, 5, T, H), the trunk's output, of
+    which each modality's head reads its own tokens ``[:, m]`` alone (:data:`neds.vocab.MODALITIES`
+    order; the ``gradnorm`` loss balance scales the modalities' gradients there)."""
 
     spikes: torch.Tensor
     wheel: torch.Tensor
