@@ -290,9 +290,9 @@ N_CLASSES = {"choice": 2, "block": 3}
 LOSS_BALANCES = ("weights", "null", "null_units", "uncertainty", "gradnorm", "paper")
 """How the modalities' losses make the training loss (``training.loss``;
 :mod:`neds.model.balance`): hand-set weights, each relative to its null deviance (a population
-counting once, or once per unit), those weighted by learned uncertainties or so that each
-modality's gradient at the shared representation has the same norm, or the NEDS authors'
-normalisation."""
+counting once, or once per unit), those weighted by learned uncertainties, those with each
+modality's gradient scaled to the same norm where it enters the shared trunk, or the NEDS
+authors' normalisation."""
 NULL_BALANCES = ("null", "null_units", "uncertainty", "gradnorm")
 """The balances whose training loss is relative to the null deviances."""
 
