@@ -16,7 +16,8 @@ count of one step is kept as ``counter_gflop_per_step``, a cross-check only: it 
 the fused CPU attention kernel and counts the recomputation of Q K^T in the CUDA kernels' backward.
 
 ``--loss`` names the balance of the modalities' losses (``training.loss``, default ``weights`` at
-weight 1 each); ``gradnorm`` adds a backward pass per modality through the heads.
+weight 1 each); ``gradnorm`` scales each modality's gradient where it enters the trunk, in a hook
+on the trunk's output (one norm per modality per step, no extra backward pass).
 
 Run:  python bench/bench_training.py --case paper5 [--threads 2] [--device cpu] [--loss gradnorm] [--out bench/out/x.json]
 """

@@ -191,7 +191,7 @@ def test_gradnorm_gives_every_modality_the_same_gradient_norm_where_it_enters_th
         return model, balance, total, parts
 
     plain, _, total_null, _ = run("null")
-    model, balance, total, parts = run("gradnorm")
+    model, balance, total, _ = run("gradnorm")
     assert total.item() == pytest.approx(total_null.item())  # the loss is the null terms' sum
     raw, scaled = _slice_norms(seen["null"]), _slice_norms(seen["gradnorm"])
     had = [n > 0 for n in raw]
@@ -284,7 +284,7 @@ def test_training_records_each_modality_against_its_null(tmp_path, kind):
     for m in MODALITIES:
         assert all(math.isfinite(h[f"train_{m}_vs_null"]) for h in hist), m
     assert all(("weight_spikes" in h) == (kind in ("uncertainty", "gradnorm")) for h in hist)
-    if kind == "gradnorm":  # the mean weight of each epoch, about 1 for every modality on average
+    if kind == "gradnorm":  # every modality had a gradient at the trunk in every epoch: a finite, positive factor
         assert all(math.isfinite(h[f"weight_{m}"]) and h[f"weight_{m}"] > 0 for h in hist for m in MODALITIES)
 
 
