@@ -13,7 +13,7 @@ from neds.model.balance import LossBalance, LossTerm, null_deviances, poisson_fl
 from neds.model.masking import draw_masks
 from neds.model.neds import NEDS, ModelConfig, Output
 from neds.train import TrainConfig, build_model, train
-from neds.vocab import LOSS_BALANCES, MODALITIES
+from neds.vocab import BEHAVIOURS, GRADIENT_GROUPS, LOSS_BALANCES, MODALITIES
 
 TINY = ModelConfig(hidden=16, n_heads=2, mlp=32, n_layers=1, dropout=0.0, token_dropout=0.0)
 UNITS = [7, 12]
@@ -240,6 +240,47 @@ def test_gradnorm_leaves_a_modality_without_masked_tokens_out_and_needs_the_repr
         balance(terms, torch.zeros(2, dtype=torch.long), shared[:, :2])
 
 
+def test_gradnorm_groups_gives_the_neural_and_the_behavioural_gradient_the_same_norm():
+    """Spikes' slice and the behaviours' slices together are scaled to the mean of the two
+    groups' norms; within the behaviours the proportions of the summed terms are kept."""
+    nulls = torch.ones(1, len(MODALITIES))
+    balance = LossBalance("gradnorm_groups", nulls=nulls)
+    base = torch.randn(2, len(MODALITIES), 3, requires_grad=True)
+    shared = base * 1.0
+    one, none = torch.ones(2), torch.zeros(2)
+    terms = {
+        "spikes": LossTerm(0.1 * (shared[:, 0] ** 2).sum(-1), none, one, one),
+        "wheel": LossTerm(10 * shared[:, 1].sum(-1), none, one, one),
+        "whisker": LossTerm(-4 * shared[:, 2].sum(-1), none, one, one),
+        "choice": LossTerm(shared[:, 3].sum(-1) * 0, none, none, none),  # nothing masked
+    }
+    total, _ = balance(terms, torch.zeros(2, dtype=torch.long), shared)
+    total.backward()
+    g_spikes = 0.1 * shared[:, 0].detach()  # d/dx of the means over 2 trials
+    g_wheel, g_whisker = torch.full((2, 3), 5.0), torch.full((2, 3), -2.0)
+    behaviour = torch.cat([g_wheel, g_whisker]).norm()
+    mean = (g_spikes.norm() + behaviour) / 2
+    assert torch.allclose(base.grad[:, 0], g_spikes * mean / g_spikes.norm(), rtol=1e-5)
+    assert torch.allclose(base.grad[:, 1], g_wheel * mean / behaviour, rtol=1e-5)  # one factor for the group
+    assert torch.allclose(base.grad[:, 2], g_whisker * mean / behaviour, rtol=1e-5)
+    assert not base.grad[:, 3:].any()
+    assert base.grad[:, 0].norm().item() == pytest.approx(base.grad[:, 1:].norm().item(), rel=1e-5)
+    weights = balance.modality_weights()
+    assert weights["spikes"] == pytest.approx((mean / g_spikes.norm()).item(), rel=1e-5)
+    # the behaviours share one factor, recorded for those among the terms (block is not one)
+    assert all(weights[m] == pytest.approx((mean / behaviour).item(), rel=1e-5) for m in BEHAVIOURS[:3])
+    assert math.isnan(weights["block"])
+    # a model trained on one group alone (an encoding-only model) is left as it is: the null terms
+    alone = LossBalance("gradnorm_groups", nulls=nulls)
+    base.grad = None
+    shared = base * 1.0
+    spikes = LossTerm(0.1 * (shared[:, 0] ** 2).sum(-1), none, one, one)
+    total, _ = alone({"spikes": spikes}, torch.zeros(2, dtype=torch.long), shared)
+    total.backward()
+    assert torch.allclose(base.grad[:, 0], 0.1 * base[:, 0].detach(), rtol=1e-5) and not base.grad[:, 1:].any()
+    assert alone.modality_weights()["spikes"] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("kind", LOSS_BALANCES)
 def test_a_behaviour_constant_in_one_session_is_left_out_of_the_relative_terms(kind):
     """Session 1's block is constant over its training trials (a session without blocks): its
@@ -266,7 +307,7 @@ def test_a_behaviour_constant_in_one_session_is_left_out_of_the_relative_terms(k
     assert parts["block_vs_null"].item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="unknown loss balance"):
         LossBalance("mgda")
-    assert set(LOSS_BALANCES) == {"weights", "null", "null_units", "uncertainty", "gradnorm", "paper"}
+    assert set(LOSS_BALANCES) == {"weights", "null", "null_units", "uncertainty", "gradnorm", "gradnorm_groups", "paper"}
 
 
 def test_poisson_floor_is_the_nll_at_the_perfect_rate():
@@ -283,8 +324,8 @@ def test_training_records_each_modality_against_its_null(tmp_path, kind):
     hist = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     for m in MODALITIES:
         assert all(math.isfinite(h[f"train_{m}_vs_null"]) for h in hist), m
-    assert all(("weight_spikes" in h) == (kind in ("uncertainty", "gradnorm")) for h in hist)
-    if kind == "gradnorm":  # every modality had a gradient at the trunk in every epoch: a finite, positive factor
+    assert all(("weight_spikes" in h) == (kind in ("uncertainty", *GRADIENT_GROUPS)) for h in hist)
+    if kind in GRADIENT_GROUPS:  # every modality had a gradient at the trunk in every epoch: a finite, positive factor
         assert all(math.isfinite(h[f"weight_{m}"]) and h[f"weight_{m}"] > 0 for h in hist for m in MODALITIES)
 
 

@@ -2,7 +2,7 @@
 
 A model gives its loss as :class:`LossTerm` s, one per modality it is trained on, each holding
 per-trial sums over the trial's masked tokens (:meth:`neds.model.base.TrialModel.loss_terms`).
-A :class:`LossBalance` reduces them to the total that is minimised, in one of six ways
+A :class:`LossBalance` reduces them to the total that is minimised, in one of seven ways
 (:data:`neds.vocab.LOSS_BALANCES`):
 
 ``weights``
@@ -36,6 +36,13 @@ A :class:`LossBalance` reduces them to the total that is minimised, in one of si
     NeurIPS 2018, does). No modality, whatever its scale or how much of it is left to learn, then
     moves the shared weights more than another. It costs no extra backward pass: the modalities'
     gradients there are disjoint slices of one gradient;
+``gradnorm_groups``
+    as ``gradnorm``, but with two groups instead of five modalities: the neural (spikes) and the
+    behavioural (wheel, whisker, choice, block). At the shared representation the two groups'
+    gradients are scaled to the same norm (a group's norm over all of its modalities' slices),
+    and within the behavioural group the four keep the proportions the ``null`` terms give them.
+    Encoding and decoding then move the shared weights equally, while a behaviour that is fit
+    already is not lifted to the share of one that is not;
 ``paper``
     the NEDS authors' normalisation: the spike Poisson NLL averaged per masked (bin, unit)
     element, wheel and whisker squared errors averaged per masked bin, the choice and block
@@ -56,7 +63,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from neds.vocab import DYNAMIC_BEHAVIOURS, LOSS_BALANCES, MODALITIES, N_CLASSES, NULL_BALANCES, STATIC_BEHAVIOURS
+from neds.vocab import (
+    DYNAMIC_BEHAVIOURS,
+    GRADIENT_GROUPS,
+    LOSS_BALANCES,
+    MODALITIES,
+    N_CLASSES,
+    NULL_BALANCES,
+    STATIC_BEHAVIOURS,
+)
 
 __all__ = [
     "LossTerm",
@@ -78,9 +93,10 @@ leaves a target constant on the training trials unscored."""
 VS_NULL = "_vs_null"
 """Suffix of the parts that report a modality's fraction of null deviance left."""
 GRAD_FLOOR = 1e-12
-"""A modality whose gradient at the shared representation is below this norm on a batch (nothing
-of it masked there, or its readout still at zero) is left as it is under ``gradnorm`` and out of
-the mean norm the others are scaled to."""
+"""A group of modalities whose gradient at the shared representation is below this norm on a batch
+(nothing of it masked there, or its readout still at zero) is left as it is under ``gradnorm`` and
+``gradnorm_groups`` (:data:`neds.vocab.GRADIENT_GROUPS`) and out of the mean norm the others are
+scaled to."""
 
 
 @dataclass
@@ -188,7 +204,8 @@ class LossBalance(nn.Module):
 
     Its parameters are the learned log-variances ``log_var`` (M,) of the ``uncertainty``
     balance (none otherwise); the training loop optimises and checkpoints them with the model.
-    ``gradnorm`` needs the model's shared representation at every call (``shared``).
+    ``gradnorm`` and ``gradnorm_groups`` need the model's shared representation at every call
+    (``shared``).
     """
 
     def __init__(
@@ -217,7 +234,7 @@ class LossBalance(nn.Module):
         self.register_buffer("nulls", None if nulls is None else nulls.float(), persistent=False)
         self.register_buffer("usable", None if nulls is None else nulls >= NULL_FLOOR, persistent=False)
         self.log_var = nn.Parameter(torch.zeros(len(MODALITIES))) if kind == "uncertainty" else None
-        # gradnorm: the sum and count of each modality's weight over the steps since the last report
+        # gradnorm(_groups): the sum and count of each modality's weight over the steps since the last report
         self.register_buffer("weight_sum", torch.zeros(len(MODALITIES), dtype=torch.float64), persistent=False)
         self.register_buffer("weight_steps", torch.zeros(len(MODALITIES), dtype=torch.float64), persistent=False)
 
@@ -229,7 +246,7 @@ class LossBalance(nn.Module):
         null deviance left on the batch's trials of sessions where it has one. Modalities without
         a masked token in the batch (for ``uncertainty``: none in such a session) add nothing to
         the total. ``shared`` is the representation the model's heads read (``Output.shared``),
-        where ``gradnorm`` scales the modalities' gradients."""
+        where ``gradnorm`` and ``gradnorm_groups`` scale the modalities' gradients."""
         parts: dict[str, torch.Tensor] = {}
         vs_null: dict[str, torch.Tensor] = {}
         objective: list[torch.Tensor] = []
@@ -249,7 +266,7 @@ class LossBalance(nn.Module):
                 objective.append(parts[name] * self.weights.get(name, 1.0))
             elif self.kind == "paper":
                 objective.append(term.total.sum() / term.elements.sum().clamp(min=1))
-            elif self.kind in ("null", "gradnorm"):  # gradnorm: its gradient at the trunk scaled below
+            elif self.kind == "null" or self.kind in GRADIENT_GROUPS:  # gradnorm: gradients at the trunk scaled below
                 objective.append(vs_null[name])
             elif self.kind == "null_units":  # per masked bin: a spike token holds a population's bin
                 objective.append(relative / scored.clamp(min=1))
@@ -259,40 +276,49 @@ class LossBalance(nn.Module):
                 # rank of a data-parallel run reduces the same gradients), and must not pull its s_m
                 # down; the mask multiplies rather than branches, so no step waits on the device
                 objective.append(weighted + self.log_var[m] * (scored > 0))
-        if self.kind == "gradnorm" and objective:
+        if self.kind in GRADIENT_GROUPS and objective:
             self._equal_gradients([MODALITIES.index(n) for n in terms], shared)
         total = torch.stack(objective).sum() if objective else torch.zeros(())
         parts.update({f"{k}{VS_NULL}": v for k, v in vs_null.items()})
         return total, parts
 
     def _equal_gradients(self, modalities: list[int], shared: torch.Tensor | None) -> None:
-        """``gradnorm``: hook the shared representation (B, M, ...), whose slice ``[:, m]`` modality
-        ``m``'s head reads alone, so that in the backward pass each modality's slice of its gradient
-        is scaled to the mean norm of the slices that have one (a slice without gradient, such as
-        that of a zero-initialised readout, stays zero). The heads keep their own, unscaled
-        gradients. Under data parallelism the norms are averaged over the ranks first, so every rank
+        """``gradnorm``, ``gradnorm_groups``: hook the shared representation (B, M, ...), whose
+        slice ``[:, m]`` modality ``m``'s head reads alone, so that in the backward pass each
+        group's part of its gradient (:data:`neds.vocab.GRADIENT_GROUPS`: the slices of the
+        group's modalities among ``modalities``) is scaled to the mean norm of the groups that have
+        one, a group's slices by the same factor (a group without gradient, such as a
+        zero-initialised readout's, stays zero). The heads keep their own, unscaled gradients.
+        Under data parallelism the squared norms are averaged over the ranks first, so every rank
         scales alike. Nothing is hooked without gradients (evaluation)."""
         if not torch.is_grad_enabled():
             return
         if shared is None or not shared.requires_grad or shared.dim() < 2 or shared.shape[1] != len(MODALITIES):
             raise ValueError(
-                "the 'gradnorm' loss balance scales each modality's gradient at the model's shared representation, "
-                f"one slice per modality of {MODALITIES}, and this model's output has none (Output.shared); "
-                "choose another training.loss"
+                f"the {self.kind!r} loss balance scales the modalities' gradients at the model's shared "
+                f"representation, one slice per modality of {MODALITIES}, and this model's output has none "
+                "(Output.shared); choose another training.loss"
             )
         idx = torch.tensor(modalities, device=shared.device)
+        groups = GRADIENT_GROUPS[self.kind]
+        # (G, len(modalities)): which group each trained modality belongs to
+        member = torch.tensor(
+            [[float(MODALITIES[m] in group) for m in modalities] for group in groups], device=shared.device
+        )
 
         def scale(grad: torch.Tensor) -> torch.Tensor:
             dims = tuple(d for d in range(grad.dim()) if d != 1)
-            norms = grad.index_select(1, idx).float().pow(2).sum(dims).sqrt()
+            squares = grad.index_select(1, idx).float().pow(2).sum(dims)
             if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.all_reduce(norms)
-                norms = norms / torch.distributed.get_world_size()
+                torch.distributed.all_reduce(squares)
+                squares = squares / torch.distributed.get_world_size()
+            norms = (member @ squares).sqrt()  # (G,)
             present = norms > GRAD_FLOOR
             mean = (norms * present).sum() / present.sum().clamp(min=1)  # no indexing: no step waits on the device
-            factor = torch.where(present, mean / norms.clamp(min=GRAD_FLOOR), 1.0)
-            self.weight_sum.index_add_(0, idx, (factor * present).double())
-            self.weight_steps.index_add_(0, idx, present.double())
+            factor = member.T @ torch.where(present, mean / norms.clamp(min=GRAD_FLOOR), 1.0)  # per modality
+            had = member.T @ present.float() > 0
+            self.weight_sum.index_add_(0, idx, (factor * had).double())
+            self.weight_steps.index_add_(0, idx, had.double())
             full = torch.ones(grad.shape[1], device=grad.device).index_copy(0, idx, factor)
             return grad * full.view(1, -1, *([1] * (grad.dim() - 2))).to(grad.dtype)
 
@@ -300,10 +326,10 @@ class LossBalance(nn.Module):
 
     def modality_weights(self) -> dict[str, float]:
         """The weight of each modality's term, for the history: ``uncertainty``, the current
-        ``exp(-s_m)``; ``gradnorm``, the mean factor its gradient at the shared representation was
-        scaled by, over the steps since the last call where it had one there (NaN where it had
-        none), the count then reset. Empty otherwise."""
-        if self.kind == "gradnorm":  # the factor its gradient at the trunk was scaled by
+        ``exp(-s_m)``; ``gradnorm`` and ``gradnorm_groups``, the mean factor its gradient at the
+        shared representation was scaled by, over the steps since the last call where its group
+        had one there (NaN where it had none), the count then reset. Empty otherwise."""
+        if self.kind in GRADIENT_GROUPS:  # the factor its gradient at the trunk was scaled by
             mean = (self.weight_sum / self.weight_steps).cpu()
             self.weight_sum.zero_()
             self.weight_steps.zero_()
