@@ -307,7 +307,15 @@ def test_a_behaviour_constant_in_one_session_is_left_out_of_the_relative_terms(k
     assert parts["block_vs_null"].item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="unknown loss balance"):
         LossBalance("mgda")
-    assert set(LOSS_BALANCES) == {"weights", "null", "null_units", "uncertainty", "gradnorm", "gradnorm_groups", "paper"}
+    assert set(LOSS_BALANCES) == {
+        "weights",
+        "null",
+        "null_units",
+        "uncertainty",
+        "gradnorm",
+        "gradnorm_groups",
+        "paper",
+    }
 
 
 def test_poisson_floor_is_the_nll_at_the_perfect_rate():
