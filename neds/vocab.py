@@ -63,6 +63,7 @@ __all__ = [
     "LOSS_BALANCES",
     "NULL_BALANCES",
     "GRADIENT_GROUPS",
+    "LIFT_ONLY",
     "SESSION_INITS",
     "SPIKE_BIAS_INITS",
     "BEHAVIOURS",
@@ -288,21 +289,36 @@ MODALITIES = ("spikes",) + BEHAVIOURS
 N_CLASSES = {"choice": 2, "block": 3}
 """Classes of the static behaviours: choice -1 / +1, block prior 0.2 / 0.5 / 0.8."""
 
-LOSS_BALANCES = ("weights", "null", "null_units", "uncertainty", "gradnorm", "gradnorm_groups", "paper")
+LOSS_BALANCES = (
+    "weights",
+    "null",
+    "null_units",
+    "uncertainty",
+    "gradnorm",
+    "gradnorm_groups",
+    "gradnorm_lift",
+    "paper",
+)
 """How the modalities' losses make the training loss (``training.loss``;
 :mod:`neds.model.balance`): hand-set weights, each relative to its null deviance (a population
 counting once, or once per unit), those weighted by learned uncertainties, those with each
 modality's gradient (or the neural and the behavioural modalities' gradients together) scaled
-to the same norm where it enters the shared trunk, or the NEDS authors' normalisation."""
-NULL_BALANCES = ("null", "null_units", "uncertainty", "gradnorm", "gradnorm_groups")
+to the same norm where it enters the shared trunk, or those below the mean norm there lifted to
+it, or the NEDS authors' normalisation."""
+NULL_BALANCES = ("null", "null_units", "uncertainty", "gradnorm", "gradnorm_groups", "gradnorm_lift")
 """The balances whose training loss is relative to the null deviances."""
 GRADIENT_GROUPS = {
     "gradnorm": tuple((m,) for m in MODALITIES),
     "gradnorm_groups": (("spikes",), BEHAVIOURS),
+    "gradnorm_lift": tuple((m,) for m in MODALITIES),
 }
 """The balances that scale gradients where they enter the shared trunk, each with the groups of
 modalities whose gradients it brings to the same norm there (a group's modalities scaled alike):
-``gradnorm`` each modality alone, ``gradnorm_groups`` the neural against the behavioural."""
+``gradnorm`` and ``gradnorm_lift`` each modality alone, ``gradnorm_groups`` the neural against
+the behavioural."""
+LIFT_ONLY = ("gradnorm_lift",)
+"""Of :data:`GRADIENT_GROUPS`, the balances that only lift a group's gradient below the mean norm
+to it, leaving those above it as they are."""
 
 SESSION_INITS = ("random", "pretrained")
 """How a fine-tuned session's layers start (``training.<stage>.session_init``): at random (the

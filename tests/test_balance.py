@@ -281,6 +281,30 @@ def test_gradnorm_groups_gives_the_neural_and_the_behavioural_gradient_the_same_
     assert alone.modality_weights()["spikes"] == pytest.approx(1.0)
 
 
+def test_gradnorm_lift_raises_the_gradients_below_the_mean_norm_and_leaves_the_others():
+    nulls = torch.ones(1, len(MODALITIES))
+    balance = LossBalance("gradnorm_lift", nulls=nulls)
+    base = torch.randn(2, len(MODALITIES), 3, requires_grad=True)
+    shared = base * 1.0
+    one, none = torch.ones(2), torch.zeros(2)
+    terms = {
+        "spikes": LossTerm(0.1 * (shared[:, 0] ** 2).sum(-1), none, one, one),
+        "wheel": LossTerm(10 * shared[:, 1].sum(-1), none, one, one),
+        "whisker": LossTerm(-4 * shared[:, 2].sum(-1), none, one, one),
+    }
+    total, _ = balance(terms, torch.zeros(2, dtype=torch.long), shared)
+    total.backward()
+    raw = [0.1 * shared[:, 0].detach(), torch.full((2, 3), 5.0), torch.full((2, 3), -2.0)]
+    norms = [g.norm() for g in raw]
+    mean = sum(norms) / 3
+    assert norms[0] < mean < norms[1] and norms[2] < mean  # two below the mean, one above
+    for m, (g, n) in enumerate(zip(raw, norms)):
+        expected = g * mean / n if n < mean else g
+        assert torch.allclose(base.grad[:, m], expected, rtol=1e-5), MODALITIES[m]
+    weights = balance.modality_weights()
+    assert weights["wheel"] == 1.0 and weights["spikes"] == pytest.approx((mean / norms[0]).item(), rel=1e-5)
+
+
 @pytest.mark.parametrize("kind", LOSS_BALANCES)
 def test_a_behaviour_constant_in_one_session_is_left_out_of_the_relative_terms(kind):
     """Session 1's block is constant over its training trials (a session without blocks): its
@@ -314,6 +338,7 @@ def test_a_behaviour_constant_in_one_session_is_left_out_of_the_relative_terms(k
         "uncertainty",
         "gradnorm",
         "gradnorm_groups",
+        "gradnorm_lift",
         "paper",
     }
 

@@ -2,7 +2,7 @@
 
 A model gives its loss as :class:`LossTerm` s, one per modality it is trained on, each holding
 per-trial sums over the trial's masked tokens (:meth:`neds.model.base.TrialModel.loss_terms`).
-A :class:`LossBalance` reduces them to the total that is minimised, in one of seven ways
+A :class:`LossBalance` reduces them to the total that is minimised, in one of eight ways
 (:data:`neds.vocab.LOSS_BALANCES`):
 
 ``weights``
@@ -43,6 +43,10 @@ A :class:`LossBalance` reduces them to the total that is minimised, in one of se
     and within the behavioural group the four keep the proportions the ``null`` terms give them.
     Encoding and decoding then move the shared weights equally, while a behaviour that is fit
     already is not lifted to the share of one that is not;
+``gradnorm_lift``
+    as ``gradnorm``, but only a modality whose gradient at the shared representation is below
+    the mean norm is scaled, up to it; one above it is left as it is. No modality moves the
+    shared weights less than the average one, and none is held back to make room for another;
 ``paper``
     the NEDS authors' normalisation: the spike Poisson NLL averaged per masked (bin, unit)
     element, wheel and whisker squared errors averaged per masked bin, the choice and block
@@ -66,6 +70,7 @@ import torch.nn.functional as F
 from neds.vocab import (
     DYNAMIC_BEHAVIOURS,
     GRADIENT_GROUPS,
+    LIFT_ONLY,
     LOSS_BALANCES,
     MODALITIES,
     N_CLASSES,
@@ -94,8 +99,8 @@ VS_NULL = "_vs_null"
 """Suffix of the parts that report a modality's fraction of null deviance left."""
 GRAD_FLOOR = 1e-12
 """A group of modalities whose gradient at the shared representation is below this norm on a batch
-(nothing of it masked there, or its readout still at zero) is left as it is under ``gradnorm`` and
-``gradnorm_groups`` (:data:`neds.vocab.GRADIENT_GROUPS`) and out of the mean norm the others are
+(nothing of it masked there, or its readout still at zero) is left as it is under the balances that
+scale gradients there (:data:`neds.vocab.GRADIENT_GROUPS`) and out of the mean norm the others are
 scaled to."""
 
 
@@ -204,8 +209,8 @@ class LossBalance(nn.Module):
 
     Its parameters are the learned log-variances ``log_var`` (M,) of the ``uncertainty``
     balance (none otherwise); the training loop optimises and checkpoints them with the model.
-    ``gradnorm`` and ``gradnorm_groups`` need the model's shared representation at every call
-    (``shared``).
+    The balances of :data:`neds.vocab.GRADIENT_GROUPS` need the model's shared representation at
+    every call (``shared``).
     """
 
     def __init__(
@@ -246,7 +251,7 @@ class LossBalance(nn.Module):
         null deviance left on the batch's trials of sessions where it has one. Modalities without
         a masked token in the batch (for ``uncertainty``: none in such a session) add nothing to
         the total. ``shared`` is the representation the model's heads read (``Output.shared``),
-        where ``gradnorm`` and ``gradnorm_groups`` scale the modalities' gradients."""
+        where the balances of :data:`neds.vocab.GRADIENT_GROUPS` scale the modalities' gradients."""
         parts: dict[str, torch.Tensor] = {}
         vs_null: dict[str, torch.Tensor] = {}
         objective: list[torch.Tensor] = []
@@ -283,12 +288,13 @@ class LossBalance(nn.Module):
         return total, parts
 
     def _equal_gradients(self, modalities: list[int], shared: torch.Tensor | None) -> None:
-        """``gradnorm``, ``gradnorm_groups``: hook the shared representation (B, M, ...), whose
-        slice ``[:, m]`` modality ``m``'s head reads alone, so that in the backward pass each
+        """The balances of :data:`neds.vocab.GRADIENT_GROUPS`: hook the shared representation
+        (B, M, ...), whose slice ``[:, m]`` modality ``m``'s head reads alone, so that in the backward pass each
         group's part of its gradient (:data:`neds.vocab.GRADIENT_GROUPS`: the slices of the
         group's modalities among ``modalities``) is scaled to the mean norm of the groups that have
         one, a group's slices by the same factor (a group without gradient, such as a
-        zero-initialised readout's, stays zero). The heads keep their own, unscaled gradients.
+        zero-initialised readout's, stays zero); under :data:`neds.vocab.LIFT_ONLY` balances only
+        a group below the mean is scaled. The heads keep their own, unscaled gradients.
         Under data parallelism the squared norms are averaged over the ranks first, so every rank
         scales alike. Nothing is hooked without gradients (evaluation)."""
         if not torch.is_grad_enabled():
@@ -300,7 +306,7 @@ class LossBalance(nn.Module):
                 "(Output.shared); choose another training.loss"
             )
         idx = torch.tensor(modalities, device=shared.device)
-        groups = GRADIENT_GROUPS[self.kind]
+        groups, lift_only = GRADIENT_GROUPS[self.kind], self.kind in LIFT_ONLY
         # (G, len(modalities)): which group each trained modality belongs to
         member = torch.tensor(
             [[float(MODALITIES[m] in group) for m in modalities] for group in groups], device=shared.device
@@ -315,7 +321,10 @@ class LossBalance(nn.Module):
             norms = (member @ squares).sqrt()  # (G,)
             present = norms > GRAD_FLOOR
             mean = (norms * present).sum() / present.sum().clamp(min=1)  # no indexing: no step waits on the device
-            factor = member.T @ torch.where(present, mean / norms.clamp(min=GRAD_FLOOR), 1.0)  # per modality
+            factor = torch.where(present, mean / norms.clamp(min=GRAD_FLOOR), 1.0)
+            if lift_only:
+                factor = factor.clamp(min=1.0)
+            factor = member.T @ factor  # per modality
             had = member.T @ present.float() > 0
             self.weight_sum.index_add_(0, idx, (factor * had).double())
             self.weight_steps.index_add_(0, idx, had.double())
@@ -326,7 +335,7 @@ class LossBalance(nn.Module):
 
     def modality_weights(self) -> dict[str, float]:
         """The weight of each modality's term, for the history: ``uncertainty``, the current
-        ``exp(-s_m)``; ``gradnorm`` and ``gradnorm_groups``, the mean factor its gradient at the
+        ``exp(-s_m)``; those of :data:`neds.vocab.GRADIENT_GROUPS`, the mean factor its gradient at the
         shared representation was scaled by, over the steps since the last call where its group
         had one there (NaN where it had none), the count then reset. Empty otherwise."""
         if self.kind in GRADIENT_GROUPS:  # the factor its gradient at the trunk was scaled by

@@ -95,7 +95,7 @@ class Output:
     """Model predictions: spikes (B, T, N) log-rates per bin; wheel, whisker (B, T);
     choice (B, 2) and block (B, 3) logits; and ``shared`` (B, 5, T, H), the trunk's output, of
     which each modality's head reads its own tokens ``[:, m]`` alone (:data:`neds.vocab.MODALITIES`
-    order; the ``gradnorm`` and ``gradnorm_groups`` loss balances scale the modalities' gradients
+    order; the ``gradnorm`` loss balances scale the modalities' gradients
     there)."""
 
     spikes: torch.Tensor
