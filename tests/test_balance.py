@@ -211,20 +211,39 @@ def test_gradnorm_gives_every_modality_the_same_gradient_norm_where_it_enters_th
             assert torch.allclose(p.grad, heads[name].grad, rtol=1e-4, atol=1e-8), name
 
 
-def test_gradnorm_leaves_a_modality_without_masked_tokens_out_and_needs_the_representation():
-    nulls = torch.ones(1, len(MODALITIES))
-    balance = LossBalance("gradnorm", nulls=nulls)
+def _toy(names=("spikes", "wheel", "whisker", "choice")):
+    """A stand-in for the shared representation, 2 trials x 5 modalities x 3 features, and the
+    terms ``names`` on its slices: spikes 0.1 x², wheel 10 x, whisker -4 x, choice with nothing
+    masked. (the representation's leaf, the representation, the terms, the gradients of the
+    spike, wheel and whisker terms' means over the trials, unscaled)."""
     base = torch.randn(2, len(MODALITIES), 3, requires_grad=True)
     shared = base * 1.0
     one, none = torch.ones(2), torch.zeros(2)
     terms = {
-        "spikes": LossTerm((shared[:, 0] ** 2).sum(-1), none, one, one),
+        "spikes": LossTerm(0.1 * (shared[:, 0] ** 2).sum(-1), none, one, one),
         "wheel": LossTerm(10 * shared[:, 1].sum(-1), none, one, one),
-        "choice": LossTerm(shared[:, 3].sum(-1) * 0, none, none, none),  # nothing masked
+        "whisker": LossTerm(-4 * shared[:, 2].sum(-1), none, one, one),
+        "choice": LossTerm(shared[:, 3].sum(-1) * 0, none, none, none),
     }
+    raw = [0.1 * base[:, 0].detach(), torch.full((2, 3), 5.0), torch.full((2, 3), -2.0)]
+    return base, shared, {n: terms[n] for n in names}, raw
+
+
+def _toy_backward(kind, names=("spikes", "wheel", "whisker", "choice")):
+    """The ``kind`` balance's total of the :func:`_toy` terms ``names`` backpropagated. (the
+    balance, the representation's gradient, the unscaled gradients of spikes, wheel and whisker)."""
+    balance = LossBalance(kind, nulls=torch.ones(1, len(MODALITIES)))
+    base, shared, terms, raw = _toy(names)
     total, _ = balance(terms, torch.zeros(2, dtype=torch.long), shared)
     total.backward()
-    g_spikes, g_wheel = shared[:, 0].detach(), torch.full((2, 3), 5.0)  # d/dx of the means over 2 trials
+    return balance, base.grad, raw
+
+
+def test_gradnorm_leaves_a_modality_without_masked_tokens_out_and_needs_the_representation():
+    balance = LossBalance("gradnorm", nulls=torch.ones(1, len(MODALITIES)))
+    base, shared, terms, (g_spikes, g_wheel, _) = _toy(("spikes", "wheel", "choice"))  # choice: nothing masked
+    total, _ = balance(terms, torch.zeros(2, dtype=torch.long), shared)
+    total.backward()
     mean = (g_spikes.norm() + g_wheel.norm()) / 2
     assert torch.allclose(base.grad[:, 0], g_spikes * mean / g_spikes.norm(), rtol=1e-5)
     assert torch.allclose(base.grad[:, 1], g_wheel * mean / g_wheel.norm(), rtol=1e-5)
@@ -238,27 +257,6 @@ def test_gradnorm_leaves_a_modality_without_masked_tokens_out_and_needs_the_repr
         balance(terms, torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="shared representation"):
         balance(terms, torch.zeros(2, dtype=torch.long), shared[:, :2])
-
-
-def _toy_backward(kind, names=("spikes", "wheel", "whisker", "choice")):
-    """A stand-in for the shared representation, 2 trials x 5 modalities x 3 features, with
-    terms ``names`` on its slices (spikes 0.1 x², wheel 10 x, whisker -4 x, choice nothing
-    masked), the ``kind`` balance's total backpropagated through it. (the balance, the
-    representation's gradient, the unscaled gradients of spikes, wheel and whisker)."""
-    balance = LossBalance(kind, nulls=torch.ones(1, len(MODALITIES)))
-    base = torch.randn(2, len(MODALITIES), 3, requires_grad=True)
-    shared = base * 1.0
-    one, none = torch.ones(2), torch.zeros(2)
-    terms = {
-        "spikes": LossTerm(0.1 * (shared[:, 0] ** 2).sum(-1), none, one, one),
-        "wheel": LossTerm(10 * shared[:, 1].sum(-1), none, one, one),
-        "whisker": LossTerm(-4 * shared[:, 2].sum(-1), none, one, one),
-        "choice": LossTerm(shared[:, 3].sum(-1) * 0, none, none, none),
-    }
-    total, _ = balance({n: terms[n] for n in names}, torch.zeros(2, dtype=torch.long), shared)
-    total.backward()
-    # d/dx of the terms' means over the 2 trials
-    return balance, base.grad, [0.1 * base[:, 0].detach(), torch.full((2, 3), 5.0), torch.full((2, 3), -2.0)]
 
 
 def test_gradnorm_groups_gives_the_neural_and_the_behavioural_gradient_the_same_norm():

@@ -239,7 +239,13 @@ class LossBalance(nn.Module):
         self.register_buffer("nulls", None if nulls is None else nulls.float(), persistent=False)
         self.register_buffer("usable", None if nulls is None else nulls >= NULL_FLOOR, persistent=False)
         self.log_var = nn.Parameter(torch.zeros(len(MODALITIES))) if kind == "uncertainty" else None
-        # gradnorm(_groups): the sum and count of each modality's weight over the steps since the last report
+        # the balances scaling gradients at the trunk: which group each modality belongs to (G, M), and
+        # the sum and count of each modality's scale factor over the steps since the last report
+        groups = GRADIENT_GROUPS.get(kind, ())
+        member = torch.zeros(len(groups), len(MODALITIES))
+        for g, group in enumerate(groups):
+            member[g, [MODALITIES.index(m) for m in group]] = 1.0
+        self.register_buffer("member", member, persistent=False)
         self.register_buffer("weight_sum", torch.zeros(len(MODALITIES), dtype=torch.float64), persistent=False)
         self.register_buffer("weight_steps", torch.zeros(len(MODALITIES), dtype=torch.float64), persistent=False)
 
@@ -306,11 +312,7 @@ class LossBalance(nn.Module):
                 "(Output.shared); choose another training.loss"
             )
         idx = torch.tensor(modalities, device=shared.device)
-        groups, lift_only = GRADIENT_GROUPS[self.kind], self.kind in LIFT_ONLY
-        # (G, len(modalities)): which group each trained modality belongs to
-        member = torch.tensor(
-            [[float(MODALITIES[m] in group) for m in modalities] for group in groups], device=shared.device
-        )
+        member, lift_only = self.member.index_select(1, idx), self.kind in LIFT_ONLY  # (G, trained modalities)
 
         def scale(grad: torch.Tensor) -> torch.Tensor:
             dims = tuple(d for d in range(grad.dim()) if d != 1)

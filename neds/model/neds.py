@@ -95,8 +95,8 @@ class Output:
     """Model predictions: spikes (B, T, N) log-rates per bin; wheel, whisker (B, T);
     choice (B, 2) and block (B, 3) logits; and ``shared`` (B, 5, T, H), the trunk's output, of
     which each modality's head reads its own tokens ``[:, m]`` alone (:data:`neds.vocab.MODALITIES`
-    order; the ``gradnorm`` loss balances scale the modalities' gradients
-    there)."""
+    order; the loss balances of :data:`neds.vocab.GRADIENT_GROUPS` scale the modalities'
+    gradients there)."""
 
     spikes: torch.Tensor
     wheel: torch.Tensor
