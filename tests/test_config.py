@@ -39,9 +39,9 @@ def test_default_config_sets_no_per_modality_weight():
     assert "loss_weights" not in raw and not any("loss_weights" in v for v in raw.values() if isinstance(v, dict))
     cfg = validate_config(default_config())
     for stage in ("pretrain", "finetune", "scratch", "encoding", "decoding"):
-        assert train_settings(cfg, stage)["loss"] == "uncertainty"
+        assert train_settings(cfg, stage)["loss"] == "gradnorm_lift"
     schema = yaml.safe_load((ROOT / "neds" / "schema" / "config.schema.yaml").read_text())
-    assert schema["properties"]["training"]["properties"]["loss"]["default"] == "uncertainty"
+    assert schema["properties"]["training"]["properties"]["loss"]["default"] == "gradnorm_lift"
 
 
 def test_paper_config_validates():
