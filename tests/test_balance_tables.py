@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neds.evaluate.balance import balance_markdown, per_seed, report, selection, targets
+from neds.evaluate.balance import balance_markdown, per_seed, report, selection, specialists, targets
 from neds.vocab import LINEAR, NEDS_FINETUNED, NEDS_SCRATCH, SELECTION_METRICS, UNIMODAL_DECODING, UNIMODAL_ENCODING
 
 EIDS = ("a", "b")
@@ -79,4 +79,30 @@ def test_report_and_targets_on_test_trials():
     pretrain = {"weights_seed_42": 0.3, "null_seed_42": 0.3}
     page = balance_markdown(selection(per_seed(_metrics()), pretrain), table, targets(table))
     assert "Chosen: `null` (mean validation score 0.433)" in page
-    assert "| null | bps_unit_mean | unimodal_encoding | 0.500 | 0.550 | -0.050 | no |" in page
+    assert "| null | bps_unit_mean | unimodal_encoding | null | 0.500 | 0.550 | -0.050 | no |" in page
+
+
+def test_targets_against_the_best_specialist_chosen_on_validation_trials():
+    """A balance whose own unimodal models are weak is also set against the unimodal models of
+    the balance under which they score highest on the validation trials."""
+    seeds = per_seed(_metrics())
+    best = specialists(seeds)
+    assert best == {UNIMODAL_DECODING: "null", UNIMODAL_ENCODING: "null"}  # 0.58 > 0.55, 0.65 > 0.30
+    # the test trials do not enter the choice of the specialist
+    shifted = _metrics()
+    weak = (shifted["split"] == "test") & shifted["variant"].str.startswith("null")
+    shifted.loc[weak & shifted["method"].isin([UNIMODAL_DECODING, UNIMODAL_ENCODING]), SELECTION_METRICS] = 0.0
+    assert specialists(per_seed(shifted)) == best
+    table = report(seeds)
+    goals = targets(table, best)
+    own = goals[goals["reference_balance"] == goals["balance"]]
+    assert len(own) == len(targets(table))  # the rows against the same balance's models are all kept
+    extra = goals[(goals["reference_balance"] == "null") & (goals["balance"] == "weights")]
+    assert set(extra["reference"]) == {UNIMODAL_DECODING, UNIMODAL_ENCODING} and len(extra) == 5
+    # weights fine-tuned on test: 0.40, against the best decoding-only model (null's) 0.48
+    row = extra.set_index("metric").loc["choice_acc"]
+    assert row["reference_value"] == pytest.approx(0.48) and row["difference"] == pytest.approx(-0.08)
+    assert not row["met"]
+    assert not (goals[goals["balance"] == "null"]["reference_balance"] == "weights").any()
+    page = balance_markdown(selection(seeds, {"weights_seed_42": 0.3, "null_seed_42": 0.3}), table, goals)
+    assert "| weights | choice_acc | unimodal_decoding | null | 0.400 | 0.480 | -0.080 | no |" in page
