@@ -43,6 +43,8 @@ from neds.model.balance import VS_NULL, LossBalance, null_deviances
 from neds.model.base import TrialModel
 from neds.model.neds import LOSS_PARTS, model_summary
 from neds.vocab import (
+    GRADIENT_BALANCE_FALLBACK,
+    GRADIENT_GROUPS,
     LOSS_BALANCES,
     MODE_SCHEMES,
     MULTIMODAL_MODE,
@@ -683,14 +685,25 @@ def train(
         raise ValueError(f"{n_train} training trials are fewer than one global batch of {tcfg.batch_size}")
     total_steps = steps_per_epoch * tcfg.epochs
 
+    balance_kind = tcfg.loss
+    if balance_kind in GRADIENT_GROUPS and not model.shared_output:
+        balance_kind = GRADIENT_BALANCE_FALLBACK
+        if rank == 0:
+            _log.warning(
+                "training.loss %r scales the modalities' gradients at a shared representation that %s has not; "
+                "it trains with %r (recorded in summary.json, loss)",
+                tcfg.loss,
+                model.architecture,
+                balance_kind,
+            )
     balance = LossBalance(
-        tcfg.loss, tcfg.loss_weights, null_deviances(data, train_idx), list(data.eids)
+        balance_kind, tcfg.loss_weights, null_deviances(data, train_idx), list(data.eids)
     )  # the null deviances of the training trials: the 'null' balances and the <modality>_vs_null history
     if balance.left_out and rank == 0:
         _log.warning(
             "constant over their training trials, so left out of the loss relative to the null deviance%s and of "
             "the <modality>_vs_null history (recorded in summary.json, loss_left_out): %s",
-            "" if tcfg.loss in NULL_BALANCES else " (a diagnostic only, under this balance)",
+            "" if balance_kind in NULL_BALANCES else " (a diagnostic only, under this balance)",
             "; ".join(f"{eid}: {', '.join(m)}" for eid, m in balance.left_out.items()),
         )
     model.to(device)
@@ -707,7 +720,7 @@ def train(
             for is_shared in (True, False)
         ]
         max_lrs = [tcfg.max_lr * (tcfg.shared_lr_scale if i % 2 == 0 else 1.0) for i in range(len(groups))]
-    if tcfg.loss == "uncertainty":
+    if balance_kind == "uncertainty":
         groups.append({"params": list(balance.parameters()), "weight_decay": 0.0})
         max_lrs.append(tcfg.max_lr)
     optimizer = torch.optim.AdamW(groups, lr=tcfg.max_lr / tcfg.div_factor, eps=tcfg.eps)
@@ -911,6 +924,7 @@ def train(
         "kept": tcfg.keep,
         "kept_epoch": state["best_epoch"] if tcfg.keep == "best" else state["epoch"],
         "n_train_trials": n_train,
+        "loss": balance_kind,
         "loss_left_out": balance.left_out,
         "epochs": tcfg.epochs,
         "steps": state["step"],

@@ -316,6 +316,12 @@ GRADIENT_GROUPS = {
 modalities whose gradients it brings to the same norm there (a group's modalities scaled alike):
 ``gradnorm`` and ``gradnorm_lift`` each modality alone, ``gradnorm_groups`` the neural against
 the behavioural."""
+GRADIENT_BALANCE_FALLBACK = "uncertainty"
+"""The balance a model without a shared per-modality representation (the peers, NDT2 and POYO+;
+:attr:`neds.model.base.TrialModel.shared_output`) trains with when a balance of
+:data:`GRADIENT_GROUPS` is asked for: the null-relative terms weighted by learned uncertainties,
+the default before the gradient balances. The run's log and its ``summary.json`` (``loss``) say
+so."""
 LIFT_ONLY = ("gradnorm_lift",)
 """Of :data:`GRADIENT_GROUPS`, the balances that only lift a group's gradient below the mean norm
 to it, leaving those above it as they are."""

@@ -2,6 +2,7 @@
 loop, pretraining then fine-tuning on a new animal, exact resume."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -190,6 +191,23 @@ def test_bf16_autocast_runs():
 
 
 # ---------------------------------------------------------------------------------------- training
+def test_a_gradient_balance_trains_ndt2_with_the_fallback_and_says_so(tmp_path, caplog):
+    """NDT2 has no shared per-modality representation for the gradient balances to scale: asked
+    for one (the default), it trains with the fallback balance, and the summary records it."""
+    from neds.vocab import GRADIENT_BALANCE_FALLBACK, GRADIENT_GROUPS
+
+    assert TrainConfig().loss in GRADIENT_GROUPS and not NDT2.shared_output
+    data = planted([8], 40)
+    model = tiny("decoding", [8], subjects=["mouse-a"], n_bins=BINS)
+    with caplog.at_level("WARNING"):
+        summary = train(model, data, TrainConfig(epochs=1, val_every=1, loss="gradnorm_lift", **FAST), tmp_path)
+    assert summary["loss"] == GRADIENT_BALANCE_FALLBACK == "uncertainty"
+    assert summary["train_config"]["loss"] == "gradnorm_lift"
+    assert "trains with 'uncertainty'" in caplog.text
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert "weight_wheel" in history[-1]  # the uncertainty balance's learned weights
+
+
 def test_decoding_learns_planted_behaviour_and_round_trips(tmp_path):
     data = planted([8], 80)  # 64 training trials: 8 steps an epoch
     model = tiny("decoding", [8], subjects=["mouse-a"], n_bins=BINS)

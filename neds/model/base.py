@@ -137,6 +137,10 @@ class TrialModel(nn.Module):
         loaded with them)
     uses_subjects : whether its constructor takes ``subjects=`` (the subject of each session), and
         its ``sessions`` has a ``subjects`` list saved with the weights
+    shared_output : whether its :class:`Output` carries the shared representation, one slice per
+        modality (``Output.shared``), at which the gradient balances
+        (:data:`neds.vocab.GRADIENT_GROUPS`) scale the modalities' gradients; a model without one
+        trains with :data:`neds.vocab.GRADIENT_BALANCE_FALLBACK` when one of those is asked for
     """
 
     architecture: ClassVar[str]
@@ -145,6 +149,7 @@ class TrialModel(nn.Module):
     no_weight_decay: ClassVar[tuple[str, ...]] = ()
     reads_events: ClassVar[bool] = False
     uses_subjects: ClassVar[bool] = False
+    shared_output: ClassVar[bool] = False
 
     cfg: Any
     mode: str

@@ -370,6 +370,7 @@ class NEDS(TrialModel):
     """
 
     architecture = "neds"
+    shared_output = True
     Config = ModelConfig
     modes = (MULTIMODAL_MODE, ENCODING_MODE, DECODING_MODE)
     no_weight_decay = ("modality_emb", "time_emb", "mask_token")  # embeddings: see neds.train.param_groups
