@@ -13,6 +13,7 @@ from neds.data.dataset import TrialData, random_trials
 from neds.evaluate.evaluation import predict_model, score
 from neds.peers.ndt2 import NDT2, NDT2Config
 from neds.train import TrainConfig, build_model, evaluate, init_shared_from, load_model, param_groups, train
+from neds.vocab import GRADIENT_BALANCE_FALLBACK, GRADIENT_GROUPS
 
 TINY = dict(
     hidden=32, n_heads=2, mlp=64, n_layers=2, decoder_layers=1, patch_size=4, max_count=8, dropout=0.0, max_patches=8
@@ -194,8 +195,6 @@ def test_bf16_autocast_runs():
 def test_a_gradient_balance_trains_ndt2_with_the_fallback_and_says_so(tmp_path, caplog):
     """NDT2 has no shared per-modality representation for the gradient balances to scale: asked
     for one (the default), it trains with the fallback balance, and the summary records it."""
-    from neds.vocab import GRADIENT_BALANCE_FALLBACK, GRADIENT_GROUPS
-
     assert TrainConfig().loss in GRADIENT_GROUPS and not NDT2.shared_output
     data = planted([8], 40)
     model = tiny("decoding", [8], subjects=["mouse-a"], n_bins=BINS)

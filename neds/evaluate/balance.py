@@ -97,10 +97,7 @@ def specialists(seeds: pd.DataFrame) -> dict[str, str]:
     best = {}
     for method, cols in UNIMODAL_METRICS.items():
         mine = val[val["method"] == method]
-        if mine.empty:
-            continue
-        scores = mine.assign(own=mine[list(cols)].mean(axis=1, skipna=False)).groupby("balance")["own"].mean()
-        scores = scores.dropna()
+        scores = mine[list(cols)].mean(axis=1, skipna=False).groupby(mine["balance"]).mean().dropna()
         if len(scores):
             best[method] = str(scores.idxmax())
     return best
@@ -132,7 +129,7 @@ def targets(table: pd.DataFrame, best: Mapping[str, str] | None = None) -> pd.Da
     set against the best specialist where that was trained with another balance."""
     rows = []
     ref_rows = table.set_index(["balance", "method"])
-    best = dict(best or {})
+    best = best or {}
     for balance in [b for b in LOSS_BALANCES if b in set(table["balance"])]:
         refs = [(m, ref, "-" if ref == LINEAR else balance) for m, ref in TARGETS]
         refs += [(m, ref, best[ref]) for m, ref in TARGETS if best.get(ref, balance) != balance]
